@@ -1,0 +1,66 @@
+# Shared by every rule: config validation, paths, seeds, input functions.
+
+import hashlib
+import json
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RUN = config["run"]
+ENV = "../envs/bioml.yaml"  # the one software environment of every rule (--sdm conda)
+
+
+def res(path):
+    """A path under this run's results tree."""
+    return f"results/{RUN}/{path}"
+
+
+def logf(name):
+    """A log file under this run's log tree."""
+    return f"logs/{RUN}/{name}.log"
+
+
+def bench(name):
+    """A Snakemake benchmark file under this run's results tree."""
+    return f"results/{RUN}/benchmarks/{name}.tsv"
+
+
+def rule_seed(rule, **wildcards):
+    """Seed of one job, derived from the global seed, the rule name and its wildcards.
+
+    Stable across runs and machines (sha256, not Python's salted hash()).
+    """
+    key = json.dumps([config["seed"], rule, sorted(wildcards.items())])
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def mem_for(base_mb, per_input_mb):
+    """A resource function: base memory plus a multiple of the input size, grown on retry."""
+
+    def mem(wildcards, input, attempt):
+        return int((base_mb + per_input_mb * input.size_mb) * attempt)
+
+    return mem
+
+
+def ingest_input():
+    """The raw input(s) of the ingest rule for the configured data source."""
+    data = config["data"]
+    if data["source"] == "simulate":
+        return {"data": res("data/simulated.h5ad")}
+    files = {"data": data["path"]}
+    if data.get("sample_sheet"):
+        files["sample_sheet"] = data["sample_sheet"]
+    return files
+
+
+def final_outputs():
+    """The targets of the default rule: every stage's outputs that exist so far."""
+    return [
+        res("ingest/raw.h5ad"),
+        res("qc/qc.h5ad"),
+        res("qc/qc_summary.tsv"),
+        res("qc/qc_metrics.png"),
+    ]
