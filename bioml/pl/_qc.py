@@ -53,10 +53,16 @@ def qc_metrics(adata: AnnData, *, batch_key: str | None = None) -> Figure:
     n_panels = 3 if counts else 2
     fig, axes = plt.subplots(1, n_panels, figsize=(4.2 * n_panels, 3.8), layout="constrained")
     if counts:
-        _by_group(axes[0], adata.obs["total_counts"].to_numpy(), groups, levels, "total counts per sample", True)
-        _by_group(axes[1], adata.obs["n_genes_by_counts"].to_numpy(), groups, levels, "genes detected per sample")
+        _by_group(
+            axes[0], adata.obs["total_counts"].to_numpy(), groups, levels, "total counts per sample", True
+        )
+        _by_group(
+            axes[1], adata.obs["n_genes_by_counts"].to_numpy(), groups, levels, "genes detected per sample"
+        )
     else:
-        _by_group(axes[0], adata.obs["mean_expression"].to_numpy(), groups, levels, "mean expression per sample")
+        _by_group(
+            axes[0], adata.obs["mean_expression"].to_numpy(), groups, levels, "mean expression per sample"
+        )
     X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
     mean = X.mean(axis=0, dtype=np.float64)
     var = X.var(axis=0, dtype=np.float64)
