@@ -171,16 +171,23 @@ def _numeric_values(df: pd.DataFrame, path: Path, what: str) -> np.ndarray:
     done with them is :func:`bioml.io.validate`'s ``nan_policy``.
     """
     n_rows, n_cols = df.shape
-    columns: list[np.ndarray] = []
+    if n_cols == 0:
+        return np.empty((n_rows, 0))
+    # Numeric columns convert in one block; only text (object) or bool columns, usually
+    # none, are coerced one by one to find what did not parse.
+    text_cols = df.columns.get_indexer(df.select_dtypes(exclude="number").columns)
+    values = df.to_numpy(dtype=np.float64, na_value=np.nan) if text_cols.size == 0 else None
+    if values is not None:
+        return values
+    values = np.empty((n_rows, n_cols), dtype=np.float64)
+    numeric_cols = np.setdiff1d(np.arange(n_cols), text_cols)
+    if numeric_cols.size:
+        values[:, numeric_cols] = df.iloc[:, numeric_cols].to_numpy(dtype=np.float64, na_value=np.nan)
     n_bad = 0
     first: tuple[int, int, Any] | None = None  # (row, col, value)
     n_text_columns = 0
-    for j in range(n_cols):
+    for j in text_cols:
         col = df.iloc[:, j]
-        if col.dtype.kind in "iuf":
-            columns.append(col.to_numpy(dtype=np.float64))
-            continue
-        # object (text), bool or anything else: coerce and find what did not parse
         if col.dtype.kind == "b":  # True/False are not expression values
             coerced = pd.Series(np.nan, index=col.index)
         else:
@@ -191,10 +198,10 @@ def _numeric_values(df: pd.DataFrame, path: Path, what: str) -> np.ndarray:
             n_bad += k
             i = int(np.argmax(bad))
             if first is None or i < first[0]:
-                first = (i, j, col.iloc[i])
+                first = (i, int(j), col.iloc[i])
             if k == int(col.notna().sum()):
                 n_text_columns += 1
-        columns.append(coerced.to_numpy(dtype=np.float64))
+        values[:, j] = coerced.to_numpy(dtype=np.float64)
     if n_bad:
         assert first is not None
         i, j, value = first
@@ -210,9 +217,7 @@ def _numeric_values(df: pd.DataFrame, path: Path, what: str) -> np.ndarray:
             "Missing values may be left empty or written NA; move annotation (text) "
             "columns to a sample sheet or remove them"
         )
-    if not columns:
-        return np.empty((n_rows, 0))
-    return np.column_stack(columns)
+    return values
 
 
 def read_table(
