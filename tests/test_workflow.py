@@ -4,6 +4,7 @@ Each test copies the workflow into its own temporary directory and runs the snak
 the running environment there, so runs never touch the checkout's results/.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -155,3 +156,18 @@ def test_bladderbatch_config_runs_ingest_and_qc(wf):
     assert q.var["highly_variable"].sum() == 2000
     assert "counts" not in q.layers
     np.testing.assert_allclose(q.X, raw[:, q.var_names].X)  # log data is not transformed
+
+
+def test_aliased_design_reports_refusal_and_correct_rule_fails(wf):
+    config = {**TINY, "run": "aliased", "correction": {"method": "linear"}}
+    config["data"] = {**TINY["data"], "simulate": {**TINY["data"]["simulate"], "confounding": 1.0}}
+    r = smk(wf, config=config)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "bioml: rule correct failed: ConfoundedDesignError" in out
+    res = wf / "results" / "aliased"
+    report = json.loads((res / "confounding" / "report.json").read_text())
+    assert report["status"] == "refused" and "only has condition" in report["message"]
+    assert (res / "confounding" / "heatmap.png").exists()
+    assert not (res / "correct").exists() or not list((res / "correct").iterdir())
+    assert "ConfoundedDesignError" in (wf / "logs" / "aliased" / "correct.log").read_text()

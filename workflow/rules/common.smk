@@ -63,4 +63,8 @@ def final_outputs():
         res("qc/qc.h5ad"),
         res("qc/qc_summary.tsv"),
         res("qc/qc_metrics.png"),
+        res("confounding/report.json"),
+        res("correct/corrected.h5ad"),
+        res("batch_tests/summary.tsv"),
+        res("batch_tests/pvalues.png"),
     ]
