@@ -29,14 +29,20 @@ def _get_matrix(adata: AnnData, layer: str | None):
     return adata.X if layer is None else adata.layers[layer]
 
 
-def _chunks(n_obs: int, n_vars: int):
-    step = max(1, min(n_vars, _CHUNK_BYTES // (8 * max(n_obs, 1))))
-    for start in range(0, n_vars, step):
-        yield slice(start, min(start + step, n_vars))
+def _row_chunks(n_obs: int, n_vars: int):
+    """Slices of samples (rows) whose float64 copy fits in the chunk budget.
+
+    Rows are contiguous in the usual C-ordered (and CSR) matrices, so row blocks are
+    read without strided gathers; a gene-wise fit then needs two passes: one to
+    accumulate ``Q^T Y`` over row blocks, one to write the residuals.
+    """
+    step = max(1, min(n_obs, _CHUNK_BYTES // (8 * max(n_vars, 1))))
+    for start in range(0, n_obs, step):
+        yield slice(start, min(start + step, n_obs))
 
 
-def _dense_f64(X, sl: slice) -> np.ndarray:
-    block = X[:, sl]
+def _rows_f64(X, sl: slice) -> np.ndarray:
+    block = X[sl]
     if sparse.issparse(block):
         block = block.toarray()
     return np.asarray(block, dtype=np.float64)
@@ -144,11 +150,12 @@ def remove_batch_effect(
     P_b = Rinv[design.batch] @ Q.T
     D_b = design.matrix[:, design.batch]
     dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
+    C_b = _project(X, P_b)  # batch coefficients, batch terms x genes
     out = np.empty(X.shape, dtype=dtype)
-    for sl in _chunks(*X.shape):
-        Y = _dense_f64(X, sl)
-        Y -= D_b @ (P_b @ Y)
-        out[:, sl] = Y
+    for sl in _row_chunks(*X.shape):
+        Y = _rows_f64(X, sl)
+        Y -= D_b[sl] @ C_b
+        out[sl] = Y
     if layer is None:
         ad.X = out
     else:
@@ -185,14 +192,23 @@ def _params(batch_key, batch_key2, covariates, batch_covariates, layer) -> dict:
     }
 
 
+def _project(X, P: np.ndarray) -> np.ndarray:
+    """``P @ X`` in float64 (``P``: k x samples), accumulated over row blocks of X."""
+    out = np.zeros((P.shape[0], X.shape[1]))
+    for sl in _row_chunks(*X.shape):
+        out += P[:, sl] @ _rows_f64(X, sl)
+    return out
+
+
 def _rss(X, design_matrix: np.ndarray) -> np.ndarray:
     """Residual sum of squares of every gene (column of X) on a design, in float64."""
     Q, _ = np.linalg.qr(design_matrix, mode="reduced")
-    rss = np.empty(X.shape[1])
-    for sl in _chunks(*X.shape):
-        Y = _dense_f64(X, sl)
-        Y -= Q @ (Q.T @ Y)
-        rss[sl] = np.einsum("ij,ij->j", Y, Y)
+    coef = _project(X, Q.T)
+    rss = np.zeros(X.shape[1])
+    for sl in _row_chunks(*X.shape):
+        Y = _rows_f64(X, sl)
+        Y -= Q[sl] @ coef
+        rss += np.einsum("ij,ij->j", Y, Y)
     return rss
 
 
