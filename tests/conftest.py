@@ -16,7 +16,7 @@ FIXTURES = REPO / "tests" / "reference" / "fixtures"
 
 def load_reference(case: str) -> pd.DataFrame:
     """R's output for one case (probes x samples), written by tests/reference/make_reference.R."""
-    return pd.read_csv(FIXTURES / f"{case}.tsv.gz", sep="\t", index_col=0)
+    return pd.read_csv(FIXTURES / f"{case}.tsv.gz", sep="\t", index_col=0, float_precision="round_trip")
 
 
 def agreement(ours: np.ndarray, ref: np.ndarray) -> float:
@@ -39,7 +39,7 @@ def bladder():
         BLADDER / "bladder_expr.tsv.gz", sample_sheet=BLADDER / "bladder_pheno.tsv", dtype="float64"
     )
     a = a[:, :2000].copy()
-    extra = pd.read_csv(FIXTURES / "pheno_extra.tsv", sep="\t", index_col=0)
+    extra = pd.read_csv(FIXTURES / "pheno_extra.tsv", sep="\t", index_col=0, float_precision="round_trip")
     for col in extra:
         a.obs[col] = extra.loc[a.obs_names, col].to_numpy()
     return bm.io.validate(a, data_type="log", batch_key="batch", covariates=["cancer"])

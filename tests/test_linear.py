@@ -188,3 +188,14 @@ def test_continuous_covariate_r2_and_singletons():
     assert a["statistic"] == "r2" and a["value"] > 0.9 and a["flagged"]
     assert r["singleton_batches"] == ["batch=c"]
     assert r["status"] == "warn"
+
+
+def test_limma_silently_leaves_aliased_batch_in_place_we_refuse(bladder):
+    """On the aliased subset limma returns its input unchanged ("Coefficients not
+    estimable"); bioml refuses instead of pretending to have corrected."""
+    sub = bladder[bladder.obs["batch"].isin(["1", "3", "4"])].copy()
+    ref = load_reference("limma_aliased")
+    assert list(ref.columns) == list(sub.obs_names)
+    assert agreement(sub[:, ref.index].X.T, ref.to_numpy()) < 1e-12  # R changed nothing
+    with pytest.raises(ConfoundedDesignError):
+        bm.pp.remove_batch_effect(sub, batch_key="batch", covariates=["cancer"])
