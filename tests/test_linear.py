@@ -199,3 +199,16 @@ def test_limma_silently_leaves_aliased_batch_in_place_we_refuse(bladder):
     assert agreement(sub[:, ref.index].X.T, ref.to_numpy()) < 1e-12  # R changed nothing
     with pytest.raises(ConfoundedDesignError):
         bm.pp.remove_batch_effect(sub, batch_key="batch", covariates=["cancer"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inputs_are_never_modified(dtype):
+    rng = np.random.default_rng(3)
+    obs = pd.DataFrame({"batch": pd.Categorical(list("aabbcc") * 3)}, index=[f"s{i}" for i in range(18)])
+    a = ad.AnnData(rng.normal(5, 1, (18, 7)).astype(dtype), obs=obs)
+    X0 = a.X.copy()
+    bm.pp.batch_effect_tests(a, batch_key="batch", inplace=False)
+    np.testing.assert_array_equal(a.X, X0)
+    b = bm.pp.remove_batch_effect(a, batch_key="batch", copy=True)
+    np.testing.assert_array_equal(a.X, X0)
+    assert b.X.dtype == dtype and not np.array_equal(b.X, X0)

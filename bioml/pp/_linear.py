@@ -42,10 +42,11 @@ def _row_chunks(n_obs: int, n_vars: int):
 
 
 def _rows_f64(X, sl: slice) -> np.ndarray:
+    """A float64 copy of rows ``sl`` (always a copy: callers modify it in place)."""
     block = X[sl]
     if sparse.issparse(block):
-        block = block.toarray()
-    return np.asarray(block, dtype=np.float64)
+        return block.toarray().astype(np.float64, copy=False)
+    return np.array(block, dtype=np.float64, copy=True)
 
 
 def _check_finite(X, what: str) -> None:
