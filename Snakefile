@@ -19,6 +19,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/correct.smk"
+include: "workflow/rules/embed.smk"
 
 
 rule all:

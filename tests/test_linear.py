@@ -212,3 +212,18 @@ def test_inputs_are_never_modified(dtype):
     b = bm.pp.remove_batch_effect(a, batch_key="batch", copy=True)
     np.testing.assert_array_equal(a.X, X0)
     assert b.X.dtype == dtype and not np.array_equal(b.X, X0)
+
+
+def test_views_and_layers_leave_the_parent_untouched():
+    rng = np.random.default_rng(4)
+    obs = pd.DataFrame({"batch": pd.Categorical(list("aabbcc") * 4)}, index=[f"s{i}" for i in range(24)])
+    parent = ad.AnnData(rng.normal(5, 1, (24, 6)), obs=obs)
+    parent.layers["log"] = parent.X.copy() + 1
+    X0 = parent.X.copy()
+    view = parent[:12]
+    bm.pp.remove_batch_effect(view, batch_key="batch")
+    np.testing.assert_array_equal(parent.X, X0)
+    bm.pp.remove_batch_effect(parent, batch_key="batch", layer="log")
+    np.testing.assert_array_equal(parent.X, X0)
+    expected = bm.pp.remove_batch_effect(ad.AnnData(X0 + 1, obs=obs), batch_key="batch", copy=True).X
+    np.testing.assert_allclose(parent.layers["log"], expected, atol=1e-12)

@@ -3,4 +3,19 @@
 from ._correction import batch_pvalues, confounding_heatmap
 from ._qc import qc_metrics
 
-__all__ = ["qc_metrics", "confounding_heatmap", "batch_pvalues"]
+
+def __getattr__(name):
+    # training and embedding figures live beside their modules; imported lazily so that
+    # ``bm.pl`` does not import torch
+    if name == "training_history":
+        from ..train import plot_history
+
+        return plot_history
+    if name == "embedding":
+        from ..tl import embedding_figure
+
+        return embedding_figure
+    raise AttributeError(name)
+
+
+__all__ = ["qc_metrics", "confounding_heatmap", "batch_pvalues", "training_history", "embedding"]

@@ -5,6 +5,7 @@ AnnData in place (or returns a processed copy) and records its parameters under
 ``adata.uns["bioml"]``.
 """
 
+from ._combat import combat, combat_matrix
 from ._confounding import check_confounding, confounding_table
 from ._correct import correct
 from ._linear import batch_effect_tests, remove_batch_effect
@@ -21,4 +22,6 @@ __all__ = [
     "check_confounding",
     "confounding_table",
     "correct",
+    "combat",
+    "combat_matrix",
 ]

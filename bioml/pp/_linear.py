@@ -7,6 +7,7 @@ genes are processed in column chunks so that the float64 working copy stays smal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Sequence
 
@@ -135,9 +136,11 @@ def remove_batch_effect(
         intercept=True,
         batch_coding="sum",
     )
-    X = _get_matrix(adata, layer)
-    _check_finite(X, f"{'layer ' + repr(layer) if layer else 'X'}")
+    _check_finite(_get_matrix(adata, layer), f"{'layer ' + repr(layer) if layer else 'X'}")
     ad = adata.copy() if copy else adata
+    if ad.is_view:  # as scanpy: a view becomes an actual AnnData; its parent is never written
+        ad._init_as_actual(ad.copy())
+    X = _get_matrix(ad, layer)
     singletons = _singleton_batches(design)
     for key, levels in singletons.items():
         log.warning(
@@ -151,16 +154,28 @@ def remove_batch_effect(
     P_b = Rinv[design.batch] @ Q.T
     D_b = design.matrix[:, design.batch]
     dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
-    C_b = _project(X, P_b)  # batch coefficients, batch terms x genes
-    out = np.empty(X.shape, dtype=dtype)
-    for sl in _row_chunks(*X.shape):
-        Y = _rows_f64(X, sl)
-        Y -= D_b[sl] @ C_b
-        out[sl] = Y
-    if layer is None:
-        ad.X = out
-    else:
-        ad.layers[layer] = out
+    # Write into X itself when it is a dense float array (each row block is read before
+    # it is overwritten).
+    in_place = isinstance(X, np.ndarray) and X.dtype == dtype and X.flags.writeable
+    out = X if in_place else np.empty(X.shape, dtype=dtype)
+    with _blas_single_thread():
+        C_b = _batch_coefficients(X, design.matrix, P_b)  # batch terms x genes
+        # Without continuous batch covariates the batch part has one row per batch level
+        # (combination): subtract that row, gathered, instead of a product per sample.
+        first, inverse = _row_groups(D_b)
+        offsets = (D_b[first] @ C_b).astype(dtype, copy=False) if len(first) * 4 <= X.shape[0] else None
+        for sl in _row_chunks(*X.shape):
+            if offsets is not None and not sparse.issparse(X):
+                np.subtract(X[sl], offsets[inverse[sl]], out=out[sl], dtype=dtype)
+            else:
+                Y = _rows_f64(X, sl)
+                Y -= D_b[sl] @ C_b
+                out[sl] = Y
+    if not in_place:
+        if layer is None:
+            ad.X = out
+        else:
+            ad.layers[layer] = out
     ad.uns.setdefault("bioml", {})["correction"] = {
         "method": "linear",
         "params": _params(batch_key, batch_key2, covariates, batch_covariates, layer),
@@ -193,6 +208,47 @@ def _params(batch_key, batch_key2, covariates, batch_covariates, layer) -> dict:
     }
 
 
+def _blas_single_thread():
+    """Hold BLAS to one thread: these products are skinny (a few rows), and idle
+    OpenBLAS threads spinning after each call take the cores the next chunk needs."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _row_groups(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of identical rows of D: (index of each group's first row, group of each row).
+
+    Rows are keyed by a fixed random projection (a 1-D unique is far faster than
+    ``np.unique(axis=0)``); the grouping is then verified exactly, and falls back to
+    ``np.unique(axis=0)`` in the (measure-zero) event of a key collision.
+    """
+    w = np.random.default_rng(12345).uniform(1.0, 2.0, D.shape[1])
+    _, first, inverse = np.unique(D @ w, return_index=True, return_inverse=True)
+    if not np.array_equal(D[first][inverse], D):
+        _, first, inverse = np.unique(D, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
+def _batch_coefficients(X, D: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """``P @ X`` in float64, where column ``i`` of ``P`` depends only on design row ``i``.
+
+    With factor-only designs the samples fall into a few groups of identical design rows
+    (batch x covariate levels); then ``P @ X = P_groups @ (group sums of X)``, and the
+    sums are accumulated in float64 straight from X without a float64 copy of it.
+    Otherwise (continuous terms) the product is accumulated over row blocks.
+    """
+    first, inverse = _row_groups(D)
+    if sparse.issparse(X) or len(first) > 256 or len(first) * 4 > X.shape[0]:
+        return _project(X, P)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=len(first)))[:-1]
+    sums = np.stack([X[idx].sum(axis=0, dtype=np.float64) for idx in np.split(order, bounds)])
+    return P[:, first] @ sums
+
+
 def _project(X, P: np.ndarray) -> np.ndarray:
     """``P @ X`` in float64 (``P``: k x samples), accumulated over row blocks of X."""
     out = np.zeros((P.shape[0], X.shape[1]))
@@ -204,12 +260,13 @@ def _project(X, P: np.ndarray) -> np.ndarray:
 def _rss(X, design_matrix: np.ndarray) -> np.ndarray:
     """Residual sum of squares of every gene (column of X) on a design, in float64."""
     Q, _ = np.linalg.qr(design_matrix, mode="reduced")
-    coef = _project(X, Q.T)
     rss = np.zeros(X.shape[1])
-    for sl in _row_chunks(*X.shape):
-        Y = _rows_f64(X, sl)
-        Y -= Q[sl] @ coef
-        rss += np.einsum("ij,ij->j", Y, Y)
+    with _blas_single_thread():
+        coef = _project(X, Q.T)
+        for sl in _row_chunks(*X.shape):
+            Y = _rows_f64(X, sl)
+            Y -= Q[sl] @ coef
+            rss += np.einsum("ij,ij->j", Y, Y)
     return rss
 
 

@@ -58,7 +58,7 @@ def ingest_input():
 
 def final_outputs():
     """The targets of the default rule: every stage's outputs that exist so far."""
-    return [
+    targets = [
         res("ingest/raw.h5ad"),
         res("qc/qc.h5ad"),
         res("qc/qc_summary.tsv"),
@@ -68,3 +68,6 @@ def final_outputs():
         res("batch_tests/summary.tsv"),
         res("batch_tests/pvalues.png"),
     ]
+    if config["embedding"]["enabled"]:
+        targets += [res("embed/embedded.h5ad"), res("embed/umap.png"), res("embed/loss.png")]
+    return targets

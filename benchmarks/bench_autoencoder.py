@@ -1,0 +1,228 @@
+"""Autoencoder training throughput: this engine vs a DataLoader, against the matmul ceiling.
+
+Prints one table, all rows measured in the same run on the same matrix (decision 18):
+
+- cells/s per epoch of the default autoencoder (2000-512-128-32, BatchNorm, dropout 0.1,
+  Adam) trained through ``bioml.train.Trainer`` (device-resident data, permutation slicing);
+- the same model fed by ``torch.utils.data.DataLoader(TensorDataset(X), shuffle=True)``;
+- an SCVI-sized autoencoder (one hidden layer of 128, latent 10) through the engine;
+- optionally scvi-tools' SCVI with its defaults (``--scvi-python`` pointing at a separate
+  environment's python that has scvi-tools; it is not a dependency of bioml);
+- the model's training FLOPs per cell (3x the forward Linear FLOPs) and the achieved
+  FLOP/s beside ``torch.matmul`` at the model's own layer shapes and batch size (forward,
+  grad-input and grad-weight products) and a 4096 x 4096 product;
+- the data path's share of the epoch (time to gather minibatches, timed separately).
+
+Usage::
+
+    python benchmarks/bench_autoencoder.py                       # 20000 x 2000
+    python benchmarks/bench_autoencoder.py --n-obs 5000 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bioml.nn import Autoencoder  # noqa: E402
+from bioml.train import Trainer, TrainingModule, make_optimizer, resolve_device  # noqa: E402
+
+
+class Plan(TrainingModule):
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def configure_optimizers(self):
+        return {"main": make_optimizer(self.module.parameters(), "adam", lr=1e-3)}
+
+    def training_step(self, batch, ctx):
+        out = self.module(batch["X"])
+        ctx.step_optimizer("main", out.loss)
+        return {"loss": out.loss.detach()}
+
+
+def engine_run(X, hidden, latent, args, device):
+    module = Autoencoder(X.shape[1], hidden=hidden, latent=latent, dropout=0.1)
+    tr = Trainer(epochs=args.epochs, batch_size=args.batch_size, device=device, progress=False,
+                 profile=True, seed=0, precision=args.precision)
+    h = tr.fit(Plan(module), {"X": X})
+    h = h.iloc[1:] if len(h) > 1 else h  # first epoch warms up
+    secs = float(h["seconds"].median())
+    share = float((h["data_seconds"] / h["seconds"]).median())
+    return X.shape[0] / secs, share, module, tr.data_mode
+
+
+def dataloader_run(X, hidden, latent, args, device):
+    torch.manual_seed(0)
+    module = Autoencoder(X.shape[1], hidden=hidden, latent=latent, dropout=0.1).to(device)
+    opt = make_optimizer(module.parameters(), "adam", lr=1e-3)
+    ds = torch.utils.data.TensorDataset(torch.from_numpy(X))
+    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
+    times, shares = [], []
+    cuda = device.type == "cuda"
+    for _ in range(args.epochs):
+        t0 = time.perf_counter()
+        data_t = 0.0
+        it = iter(dl)
+        while True:
+            td = time.perf_counter()
+            try:
+                (xb,) = next(it)
+            except StopIteration:
+                break
+            xb = xb.to(device, non_blocking=False)
+            if cuda:
+                torch.cuda.synchronize()
+            data_t += time.perf_counter() - td
+            with (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and args.precision != "32"
+                  else torch.autocast("cpu", enabled=False)):
+                loss = module(xb).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        shares.append(data_t / times[-1])
+    times, shares = (times[1:], shares[1:]) if len(times) > 1 else (times, shares)
+    return X.shape[0] / float(np.median(times)), float(np.median(shares))
+
+
+def _time(fn, reps, device):
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def matmul_ceiling(module, batch, device, dtype, reps=10):
+    """FLOP/s of the training-step matmuls of the module's Linear layers at this batch size."""
+    flops, secs = 0, 0.0
+    for lin in [m for m in module.modules() if isinstance(m, torch.nn.Linear)]:
+        i, o = lin.in_features, lin.out_features
+        x = torch.randn(batch, i, device=device, dtype=dtype)
+        w = torch.randn(i, o, device=device, dtype=dtype)
+        g = torch.randn(batch, o, device=device, dtype=dtype)
+
+        def step():
+            torch.matmul(x, w)  # forward
+            torch.matmul(g, w.t())  # grad input
+            torch.matmul(x.t(), g)  # grad weight
+
+        secs += _time(step, reps, device)
+        flops += 3 * 2 * batch * i * o
+    return flops / secs
+
+
+def big_matmul(device, dtype, n=4096, reps=5):
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n**3 / _time(lambda: torch.matmul(a, b), reps, device)
+
+
+def scvi_run(X, args):
+    """SCVI with defaults, in another python (a throwaway venv with scvi-tools)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.npy"
+        np.save(path, np.round(np.expm1(X)).astype(np.float32))  # SCVI wants counts
+        code = f"""
+import time, numpy as np, anndata as ad, scvi, torch, json
+torch.set_num_threads({torch.get_num_threads()})
+a = ad.AnnData(np.load({str(path)!r}))
+scvi.model.SCVI.setup_anndata(a)
+m = scvi.model.SCVI(a)
+t = time.perf_counter()
+m.train(max_epochs={args.epochs}, accelerator={'"gpu"' if args.device.startswith('cuda') else '"cpu"'},
+        enable_progress_bar=False, train_size=1.0, early_stopping=False)
+print(json.dumps({{"seconds": time.perf_counter() - t}}))
+"""
+        res = subprocess.run([args.scvi_python, "-c", code], capture_output=True, text=True)
+        if res.returncode != 0:
+            print(f"scvi-tools run failed:\n{res.stderr[-2000:]}", file=sys.stderr)
+            return None
+        secs = json.loads(res.stdout.strip().splitlines()[-1])["seconds"]
+        return X.shape[0] * args.epochs / secs
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-obs", type=int, default=20000)
+    p.add_argument("--n-vars", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=5,
+                   help="epochs per row (the first is discarded; median of the rest)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "32"])
+    p.add_argument("--scvi-python", default=None, help="python of an env with scvi-tools (optional)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    rng = np.random.default_rng(0)
+    X = np.log1p(rng.gamma(0.5, 2.0, size=(args.n_obs, args.n_vars))).astype(np.float32)
+    print(f"# {args.n_obs} x {args.n_vars} float32, batch {args.batch_size}, device {device}, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, epochs {args.epochs}")
+
+    # warm-up (the first minutes of a process pay for fresh memory pages and kernel
+    # selection; without it whichever row runs first looks slower)
+    warm = argparse.Namespace(**{**vars(args), "epochs": 2})
+    engine_run(X[: min(len(X), 8192)], (512, 128), 32, warm, device)
+    dataloader_run(X[: min(len(X), 8192)], (512, 128), 32, warm, device)
+    rows = []
+    cps, share, module, mode = engine_run(X, (512, 128), 32, args, device)
+    rows.append(("bioml engine, AE 2000-512-128-32", cps, share, f"data path: {mode}"))
+    dl_cps, dl_share = dataloader_run(X, (512, 128), 32, args, device)
+    rows.append(("DataLoader(TensorDataset), same AE", dl_cps, dl_share, "shuffle=True"))
+    s_cps, s_share, s_module, _ = engine_run(X, (128,), 10, args, device)
+    rows.append(("bioml engine, SCVI-sized AE 2000-128-10", s_cps, s_share, ""))
+    scvi_cps = scvi_run(X, args) if args.scvi_python else None
+    rows.append(("scvi-tools SCVI (defaults)", scvi_cps, None,
+                 "measured" if scvi_cps else "not run here; issue's figure ~700 cells/s"))
+
+    print(f"\n{'row':44s} {'cells/s':>10s} {'data share':>10s}  note")
+    for name, c, s, note in rows:
+        cs = f"{c:10.0f}" if c else f"{'-':>10s}"
+        ss = f"{100 * s:9.2f}%" if s is not None else f"{'-':>10s}"
+        print(f"{name:44s} {cs} {ss}  {note}")
+
+    dtype = torch.bfloat16 if (device.type == "cuda" and args.precision != "32") else torch.float32
+    f_cell = 3 * module.flops_per_sample()
+    f_scvi = 3 * s_module.flops_per_sample()
+    ceil = matmul_ceiling(module, args.batch_size, device, dtype)
+    ceil_s = matmul_ceiling(s_module, args.batch_size, device, dtype)
+    big = big_matmul(device, dtype)
+    print(f"\n{'model':28s} {'train FLOP/cell':>15s} {'achieved':>12s} {'matmul@shapes':>14s} "
+          f"{'% of ceiling':>12s}")
+    for name, f, c, ce in [("default AE", f_cell, cps, ceil), ("SCVI-sized AE", f_scvi, s_cps, ceil_s)]:
+        print(f"{name:28s} {f / 1e6:12.2f} M {f * c / 1e9:9.2f} GF/s {ce / 1e9:9.2f} GF/s "
+              f"{100 * f * c / ce:11.1f}%")
+    print(f"torch.matmul 4096x4096 ({str(dtype).replace('torch.', '')}): {big / 1e9:.2f} GFLOP/s")
+    ratio = f" = {s_cps / 700:.1f}x SCVI's ~700 cells/s (issue figure)" if not scvi_cps else \
+        f" = {s_cps / scvi_cps:.1f}x SCVI measured"
+    print("\ntargets: SCVI-sized AE >= 10x SCVI:" + ratio +
+          f"; default AE >= 50% of matmul ceiling: {100 * f_cell * cps / ceil:.1f}%"
+          f"; data path < 5%: {100 * share:.2f}%"
+          f"; engine vs DataLoader: {cps / dl_cps:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

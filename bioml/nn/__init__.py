@@ -1,0 +1,10 @@
+"""Pure ``torch.nn`` modules (``bm.nn``): MLP blocks, per-domain BatchNorm, the autoencoder.
+
+Modules compute and return their loss terms; they hold no data, no optimiser and no loop
+(the model classes in :mod:`bioml.tl` hold data and scaling; :mod:`bioml.train` trains).
+"""
+
+from ._autoencoder import Autoencoder, AutoencoderLoss
+from ._blocks import ACTIVATIONS, MLP, DomainBatchNorm1d, make_activation
+
+__all__ = ["MLP", "DomainBatchNorm1d", "Autoencoder", "AutoencoderLoss", "make_activation", "ACTIVATIONS"]

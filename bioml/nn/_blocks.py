@@ -1,0 +1,179 @@
+"""MLP building blocks and per-domain (per-batch) BatchNorm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+__all__ = ["DomainBatchNorm1d", "MLP", "make_activation", "ACTIVATIONS"]
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """An activation module by name (one of :data:`ACTIVATIONS`)."""
+    try:
+        return ACTIVATIONS[str(name).lower()]()
+    except KeyError:
+        raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+
+
+class DomainBatchNorm1d(nn.Module):
+    """BatchNorm1d with separate statistics (and optionally affine parameters) per domain.
+
+    Each row carries a domain label (for bioml: its batch / lab) in ``0..n_domains-1``.
+
+    *Training.* The rows of each domain are normalised by the mean and biased variance of
+    that domain's rows in the minibatch (so each lab's data is standardised by its own
+    statistics), and that domain's running statistics are updated with ``momentum``
+    (unbiased variance, as :class:`torch.nn.BatchNorm1d` does). A domain with a **single
+    row** in the minibatch has no usable batch variance: that row is normalised with its
+    domain's running statistics (as in evaluation) and the running statistics are not
+    updated; a domain absent from the minibatch is untouched. The computation is
+    vectorised (one-hot scatter), without Python loops over domains or host syncs.
+
+    *Evaluation.* Each row is normalised by its domain's running statistics.
+
+    Parameters
+    ----------
+    num_features
+        Feature count ``F``.
+    n_domains
+        Number of domains ``K >= 1``.
+    affine
+        Learn a scale and shift.
+    domain_affine
+        With ``affine``: one scale/shift per domain (``K x F``) if True, shared (``F``)
+        otherwise.
+    eps, momentum
+        As in :class:`torch.nn.BatchNorm1d`.
+    """
+
+    def __init__(self, num_features: int, n_domains: int, *, affine: bool = True,
+                 domain_affine: bool = True, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        if n_domains < 1:
+            raise ConfigError(f"n_domains must be >= 1, got {n_domains}")
+        self.num_features = int(num_features)
+        self.n_domains = int(n_domains)
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.domain_affine = domain_affine and affine
+        shape = (n_domains, num_features) if self.domain_affine else (num_features,)
+        if affine:
+            self.weight = nn.Parameter(torch.ones(shape))
+            self.bias = nn.Parameter(torch.zeros(shape))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", torch.zeros(n_domains, num_features))
+        self.register_buffer("running_var", torch.ones(n_domains, num_features))
+        self.register_buffer("num_batches_tracked", torch.zeros(n_domains, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if x.dim() != 2:
+            raise ValueError(f"DomainBatchNorm1d expects (N, F) input, got shape {tuple(x.shape)}")
+        domain = domain.long()
+        if self.training:
+            onehot = torch.nn.functional.one_hot(domain, self.n_domains).to(x.dtype)  # N x K
+            counts = onehot.sum(0)  # K
+            safe = counts.clamp(min=1).unsqueeze(1)
+            mean = onehot.t() @ x / safe  # K x F
+            centred = x - mean[domain]
+            var = onehot.t() @ (centred * centred) / safe  # biased, K x F
+            ok = counts >= 2  # K
+            ok_row = ok[domain].unsqueeze(1)
+            use_mean = torch.where(ok_row, mean[domain], self.running_mean[domain].to(x.dtype))
+            use_var = torch.where(ok_row, var[domain], self.running_var[domain].to(x.dtype))
+            out = (x - use_mean) / torch.sqrt(use_var + self.eps)
+            with torch.no_grad():
+                unbiased = var.float() * (counts / (counts - 1).clamp(min=1)).unsqueeze(1).float()
+                m = self.momentum
+                okf = ok.unsqueeze(1)
+                self.running_mean.copy_(torch.where(okf, (1 - m) * self.running_mean + m * mean.float(),
+                                                    self.running_mean))
+                self.running_var.copy_(torch.where(okf, (1 - m) * self.running_var + m * unbiased,
+                                                   self.running_var))
+                self.num_batches_tracked.add_(ok.long())
+        else:
+            out = (x - self.running_mean[domain].to(x.dtype)) / torch.sqrt(
+                self.running_var[domain].to(x.dtype) + self.eps)
+        if self.affine:
+            if self.domain_affine:
+                out = out * self.weight[domain] + self.bias[domain]
+            else:
+                out = out * self.weight + self.bias
+        return out
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return (f"{self.num_features}, n_domains={self.n_domains}, eps={self.eps}, "
+                f"momentum={self.momentum}, affine={self.affine}, domain_affine={self.domain_affine}")
+
+
+class MLP(nn.Module):
+    """Stacked ``Linear -> BatchNorm1d (or DomainBatchNorm1d) -> activation -> Dropout``.
+
+    Parameters
+    ----------
+    n_in
+        Input width.
+    hidden
+        Widths of the hidden layers (each gets the full block).
+    activation
+        Activation name (:data:`ACTIVATIONS`).
+    dropout
+        Dropout probability after each block (0: none).
+    batch_norm
+        Insert BatchNorm after each Linear.
+    n_domains
+        > 0: use :class:`DomainBatchNorm1d` with that many domains (``forward`` then needs
+        the ``domain`` labels).
+    domain_affine
+        Per-domain affine parameters of the domain BN.
+    """
+
+    def __init__(self, n_in: int, hidden: Sequence[int], *, activation: str = "relu",
+                 dropout: float = 0.0, batch_norm: bool = True, n_domains: int = 0,
+                 domain_affine: bool = True):
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        if any(int(h) < 1 for h in hidden):
+            raise ConfigError(f"hidden widths must be >= 1, got {list(hidden)}")
+        self.linears = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.acts = nn.ModuleList()
+        self.drops = nn.ModuleList()
+        self.domain = n_domains > 0 and batch_norm
+        width = n_in
+        for h in hidden:
+            self.linears.append(nn.Linear(width, int(h)))
+            if not batch_norm:
+                self.norms.append(nn.Identity())
+            elif self.domain:
+                self.norms.append(DomainBatchNorm1d(int(h), n_domains, domain_affine=domain_affine))
+            else:
+                self.norms.append(nn.BatchNorm1d(int(h)))
+            self.acts.append(make_activation(activation))
+            self.drops.append(nn.Dropout(dropout) if dropout > 0 else nn.Identity())
+            width = int(h)
+        self.n_out = width
+
+    def forward(self, x: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
+        for lin, norm, act, drop in zip(self.linears, self.norms, self.acts, self.drops):
+            x = lin(x)
+            x = norm(x, domain) if self.domain else norm(x)
+            x = drop(act(x))
+        return x

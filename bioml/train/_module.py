@@ -1,0 +1,143 @@
+"""The engine's model interface (decisions.md item 16).
+
+A model plugs into :class:`~bioml.train.Trainer` as a :class:`TrainingModule`: a
+``torch.nn.Module`` (so its ``state_dict`` is what checkpoints and best-weights restore
+hold) with two abstract methods and one optional one:
+
+``configure_optimizers()``
+    Returns the named optimisers, ``{"main": opt}`` or ``{"critic": c, "generator": g}``,
+    or a pair ``(optimizers, schedulers)`` where ``schedulers`` maps a name to a torch
+    LR scheduler (stepped once per epoch) or to ``(scheduler, "step")`` (stepped after
+    every optimiser step of the optimiser with the same name, or after every training
+    step if no optimiser has that name).
+``training_step(batch, ctx)``
+    One minibatch. ``batch`` is a dict of tensors on the training device (``"X"`` and
+    whatever per-sample tensors travelled with the rows, e.g. ``"batch"``, ``"label"``).
+    The module computes its losses and updates through ``ctx.step_optimizer("name", loss)``, as
+    often as it likes (a WGAN calls it ``n_critic`` times for the critic, then once for
+    the generator; a gradient penalty built with ``create_graph=True`` is just part of
+    the critic's loss). It returns a dict of scalar tensors or floats for logging; every
+    value is checked for finiteness.
+``validation_step(batch, ctx)`` (optional)
+    Returns a dict of metrics for one validation minibatch (run under ``torch.no_grad``
+    and ``eval()``); the engine averages them over the validation set weighted by
+    minibatch size. The key named by the trainer's ``monitor`` (default ``"loss"``) drives
+    early stopping.
+
+The context (:class:`StepContext`) gives ``epoch`` (0-based), ``step`` (within the
+epoch), ``global_step``, ``n_epochs``, ``optimizers``, ``schedulers``, ``device`` and
+the helper :meth:`StepContext.step_optimizer` (zero grad, backward, gradient-norm clipping,
+optimiser step).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["TrainingModule", "StepContext"]
+
+
+class TrainingModule(torch.nn.Module, abc.ABC):
+    """Base class of everything the engine trains; see the module docstring."""
+
+    @abc.abstractmethod
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer] | tuple[dict, dict]:
+        """Return ``{name: optimizer}`` or ``({name: optimizer}, {name: scheduler})``."""
+
+    @abc.abstractmethod
+    def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, Any]:
+        """Train on one minibatch (updating through ``ctx.step_optimizer``); return scalar losses."""
+
+    def validation_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, Any] | None:
+        """Return validation metrics for one minibatch; ``None`` (default): no validation."""
+        return None
+
+    def checkpoint_fingerprint(self) -> dict[str, Any]:
+        """Plain settings (architecture, optimiser, schedule) that a checkpoint must match.
+
+        ``resume=True`` refuses a checkpoint whose fingerprint differs, so a changed
+        learning rate or width does not silently continue an old run. Default: ``{}``.
+        """
+        return {}
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the subclass overrides :meth:`validation_step`."""
+        return type(self).validation_step is not TrainingModule.validation_step
+
+
+@dataclass
+class StepContext:
+    """What a training or validation step knows about the run (see the module docstring)."""
+
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+    device: torch.device
+    n_epochs: int
+    clip_grad_norm: float | None = None
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    training: bool = True
+    grad_norms: dict[str, float] = field(default_factory=dict)
+    _step_schedulers: dict[str, Any] = field(default_factory=dict)
+
+    def step_optimizer(
+        self,
+        name: str,
+        loss: torch.Tensor | None = None,
+        *,
+        clip: float | None | bool = True,
+        retain_graph: bool = False,
+        zero_grad: bool = True,
+    ) -> torch.Tensor | None:
+        """Update the parameters of optimiser ``name`` with the gradient of ``loss``.
+
+        Parameters
+        ----------
+        name
+            Which optimiser (a key of :meth:`TrainingModule.configure_optimizers`).
+        loss
+            A scalar; ``None`` if the caller already ran ``backward`` itself.
+        clip
+            ``True``: clip the total gradient norm of the optimiser's parameters at the
+            trainer's ``clip_grad_norm`` (if set); a number: clip at that norm;
+            ``False``/``None``: no clipping.
+        retain_graph
+            Passed to ``backward`` (keep the graph for a second backward).
+        zero_grad
+            Zero the optimiser's gradients before ``backward`` (set ``False`` to
+            accumulate).
+
+        Returns
+        -------
+        The total gradient norm before clipping when clipping was applied, else ``None``.
+        """
+        opt = self.optimizers[name]
+        if loss is not None:
+            if zero_grad:
+                opt.zero_grad(set_to_none=True)
+            loss.backward(retain_graph=retain_graph)
+        max_norm = self.clip_grad_norm if clip is True else (clip or None)
+        norm = None
+        if max_norm is not None and max_norm is not False:
+            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            if params:
+                norm = torch.nn.utils.clip_grad_norm_(params, float(max_norm))
+                self.grad_norms[name] = norm
+        opt.step()
+        sched = self._step_schedulers.get(name)
+        if sched is not None:
+            sched.step()
+        return norm
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return bool(torch.isfinite(value).all())
+    return math.isfinite(float(value))

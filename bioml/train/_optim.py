@@ -1,0 +1,183 @@
+"""Optimisers and learning-rate schedules used by the engine.
+
+A :class:`~bioml.train.TrainingModule` builds its optimisers in
+``configure_optimizers()``; :func:`make_optimizer` and :func:`make_scheduler` turn the
+user-facing names (``"sgd"``, ``"adam"``, ``"adamw"``; ``"constant"``, ``"step"``,
+``"polynomial"``, ``"cosine"``) into torch objects with validated arguments, so every
+model offers the same choices.
+
+Schedules count ``t`` in epochs by default (the engine steps them once after each
+epoch); a module may ask for per-optimiser-step scheduling instead (see
+:class:`~bioml.train.TrainingModule`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from ..errors import ConfigError
+
+__all__ = ["make_optimizer", "make_scheduler", "PolynomialDecayLR", "OPTIMIZERS", "SCHEDULES"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "polynomial", "cosine")
+
+
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
+    name: str = "adam",
+    *,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.Optimizer:
+    """Build an optimiser by name.
+
+    Parameters
+    ----------
+    params
+        The parameters (or parameter groups) to optimise.
+    name
+        ``"sgd"`` (with ``momentum`` and optionally ``nesterov``), ``"adam"`` (weight decay
+        as an L2 term in the gradient) or ``"adamw"`` (decoupled weight decay).
+    lr
+        Learning rate, > 0.
+    weight_decay
+        Weight decay, >= 0.
+    momentum, nesterov
+        SGD only. Nesterov needs ``momentum > 0``.
+    betas, eps
+        Adam/AdamW only.
+
+    Returns
+    -------
+    torch.optim.Optimizer
+
+    Raises
+    ------
+    ConfigError
+        Unknown name or an invalid value.
+    """
+    name = str(name).lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0, got {lr!r}")
+    if weight_decay < 0:
+        raise ConfigError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if name == "sgd":
+        if momentum < 0:
+            raise ConfigError(f"momentum must be >= 0, got {momentum!r}")
+        if nesterov and momentum <= 0:
+            raise ConfigError("nesterov=True needs momentum > 0")
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+        )
+    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    return cls(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+
+class PolynomialDecayLR(LRScheduler):
+    """Polynomial (inverse-time) decay ``eta_t = eta_0 / (1 + t / t0) ** power``.
+
+    ``t`` is the number of times :meth:`step` has been called (epochs, or optimiser
+    steps for per-step scheduling). ``power=1`` is the classic ``1/t`` schedule of
+    stochastic approximation; ``power=0.5`` the ``1/sqrt(t)`` one.
+
+    Parameters
+    ----------
+    optimizer
+        The optimiser whose learning rates are scheduled (``eta_0`` = its initial lr).
+    t0
+        Time scale, > 0: the lr has fallen by ``2 ** power`` at ``t = t0``.
+    power
+        Exponent ``p >= 0``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, t0: float = 10.0, power: float = 1.0,
+                 last_epoch: int = -1):
+        if not t0 > 0:
+            raise ConfigError(f"polynomial schedule: t0 must be > 0, got {t0!r}")
+        if power < 0:
+            raise ConfigError(f"polynomial schedule: power must be >= 0, got {power!r}")
+        self.t0 = float(t0)
+        self.power = float(power)
+        super().__init__(optimizer, last_epoch)
+
+    def _factor(self) -> float:
+        return 1.0 / (1.0 + self.last_epoch / self.t0) ** self.power
+
+    def get_lr(self) -> list[float]:  # noqa: D102 - torch API
+        return [base * self._factor() for base in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self.get_lr()
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    name: str = "constant",
+    *,
+    step_size: int = 30,
+    gamma: float = 0.1,
+    t0: float = 10.0,
+    power: float = 1.0,
+    T_0: int = 10,
+    T_mult: int = 1,
+    eta_min: float = 0.0,
+) -> LRScheduler | None:
+    """Build a learning-rate schedule by name (``None`` for ``"constant"``).
+
+    Parameters
+    ----------
+    optimizer
+        The optimiser to schedule.
+    name
+        ``"constant"``: no schedule. ``"step"``: multiply the lr by ``gamma`` every
+        ``step_size`` units of ``t``. ``"polynomial"``: ``eta_0 / (1 + t/t0) ** power``
+        (:class:`PolynomialDecayLR`). ``"cosine"``: cosine annealing with warm restarts
+        (:class:`torch.optim.lr_scheduler.CosineAnnealingWarmRestarts` with ``T_0``,
+        ``T_mult``, ``eta_min``).
+    step_size, gamma
+        ``"step"`` only.
+    t0, power
+        ``"polynomial"`` only.
+    T_0, T_mult, eta_min
+        ``"cosine"`` only.
+
+    Returns
+    -------
+    The scheduler, or ``None`` for a constant learning rate.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name or an invalid value.
+    """
+    name = str(name).lower()
+    if name not in SCHEDULES:
+        raise ConfigError(f"schedule must be one of {SCHEDULES}, got {name!r}")
+    if name == "constant":
+        return None
+    if name == "step":
+        if int(step_size) < 1 or not 0 < gamma <= 1:
+            raise ConfigError(
+                f"step schedule needs step_size >= 1 and 0 < gamma <= 1, got {step_size!r}, {gamma!r}"
+            )
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(step_size), gamma=gamma)
+    if name == "polynomial":
+        return PolynomialDecayLR(optimizer, t0=t0, power=power)
+    if int(T_0) < 1 or int(T_mult) < 1 or eta_min < 0:
+        raise ConfigError(
+            f"cosine schedule needs T_0 >= 1, T_mult >= 1, eta_min >= 0; got {T_0!r}, {T_mult!r}, {eta_min!r}"
+        )
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=int(T_0), T_mult=int(T_mult), eta_min=eta_min
+    )
