@@ -28,6 +28,8 @@ TINY = {
         "simulate": {"n_obs": 150, "n_vars": 300, "n_batches": 3, "n_conditions": 2},
     },
     "qc": {"min_genes": 10, "hvg": {"n_top_genes": 100}},
+    "embedding": {"hidden": [32], "latent": 4},
+    "train": {"epochs": 3, "batch_size": 64},
 }
 
 
@@ -79,9 +81,18 @@ def test_tiny_default_run(wf):
     q = ad.read_h5ad(res / "qc" / "qc.h5ad")
     assert q.var["highly_variable"].sum() == 100
     assert "counts" in q.layers
-    for f in ("qc/qc_summary.tsv", "qc/qc_metrics.png", "benchmarks/qc.tsv"):
-        assert (res / f).stat().st_size > 0
-    for rule in ("simulate", "ingest", "qc"):
+    for f in (
+        "qc/qc_summary.tsv", "qc/qc_metrics.png", "benchmarks/qc.tsv", "confounding/report.json",
+        "confounding/heatmap.png", "batch_tests/summary.tsv", "batch_tests/pvalues.png",
+        "embed/loss.png", "embed/umap.png", "embed/history.tsv", "embed/model.pt",
+    ):
+        assert (res / f).stat().st_size > 0, f
+    corrected = ad.read_h5ad(res / "correct" / "corrected.h5ad")
+    assert corrected.uns["bioml"]["correction"]["method"] == "combat"
+    embedded = ad.read_h5ad(res / "embed" / "embedded.h5ad")
+    assert embedded.obsm["X_bae"].shape == (q.n_obs, 4)
+    assert "bae_anomaly_score" in embedded.obs
+    for rule in ("simulate", "ingest", "qc", "confounding", "correct", "batch_tests", "embed"):
         assert (wf / "logs" / "tiny" / f"{rule}.log").exists()
     # The report holds what exists so far.
     r = smk(wf, "--report", "report.html", config=TINY)
@@ -145,9 +156,11 @@ def test_missing_batch_column_names_the_column(wf):
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "bladderbatch").is_dir(), reason="../shared/data absent")
-def test_bladderbatch_config_runs_ingest_and_qc(wf):
+def test_bladderbatch_config_runs_through_correction(wf):
+    """The real data through ingest, QC, the confounding check (a warning) and ComBat.
+    (The whole bladderbatch pipeline, embedding included, runs in .ci/run.)"""
     shutil.copytree(SHARED / "data" / "bladderbatch", wf / "data" / "bladderbatch")
-    r = smk(wf, "--configfile", "config/bladderbatch.yaml")
+    r = smk(wf, "results/bladderbatch/batch_tests/summary.tsv", "--configfile", "config/bladderbatch.yaml")
     assert r.returncode == 0, r.stderr[-4000:]
     raw = ad.read_h5ad(wf / "results" / "bladderbatch" / "ingest" / "raw.h5ad")
     assert raw.shape == (57, 22283)
@@ -156,10 +169,15 @@ def test_bladderbatch_config_runs_ingest_and_qc(wf):
     assert q.var["highly_variable"].sum() == 2000
     assert "counts" not in q.layers
     np.testing.assert_allclose(q.X, raw[:, q.var_names].X)  # log data is not transformed
+    report = json.loads((wf / "results" / "bladderbatch" / "confounding" / "report.json").read_text())
+    assert report["status"] == "warn"
+    assert report["associations"][0]["value"] == pytest.approx(0.7428, abs=1e-4)
+    summary = (wf / "results" / "bladderbatch" / "batch_tests" / "summary.tsv").read_text()
+    assert "fraction_fdr_lt_0.05_after" in summary
 
 
 def test_aliased_design_reports_refusal_and_correct_rule_fails(wf):
-    config = {**TINY, "run": "aliased", "correction": {"method": "linear"}}
+    config = {**TINY, "run": "aliased", "correction": {"method": "linear"}, "embedding": {"enabled": False}}
     config["data"] = {**TINY["data"], "simulate": {**TINY["data"]["simulate"], "confounding": 1.0}}
     r = smk(wf, config=config)
     assert r.returncode != 0
