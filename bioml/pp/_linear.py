@@ -136,7 +136,13 @@ def remove_batch_effect(
         intercept=True,
         batch_coding="sum",
     )
-    _check_finite(_get_matrix(adata, layer), f"{'layer ' + repr(layer) if layer else 'X'}")
+    what = f"{'layer ' + repr(layer) if layer else 'X'}"
+    Q, Rinv = _projector(design)
+    # coefficient rows of the batch terms: C_b = (R^-1 Q^T)[batch] Y; fitted batch part D_b C_b
+    P_b = Rinv[design.batch] @ Q.T
+    with _blas_single_thread():
+        # computed before anything is modified; raises on NaN/inf
+        C_b = _batch_coefficients(_get_matrix(adata, layer), design.matrix, P_b, what)
     ad = adata.copy() if copy else adata
     if ad.is_view:  # as scanpy: a view becomes an actual AnnData; its parent is never written
         ad._init_as_actual(ad.copy())
@@ -149,9 +155,6 @@ def remove_batch_effect(
             key,
             ", ".join(map(str, levels)),
         )
-    Q, Rinv = _projector(design)
-    # coefficient rows of the batch terms: C_b = (R^-1 Q^T)[batch] Y; fitted batch part D_b C_b
-    P_b = Rinv[design.batch] @ Q.T
     D_b = design.matrix[:, design.batch]
     dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
     # Write into X itself when it is a dense float array (each row block is read before
@@ -159,7 +162,6 @@ def remove_batch_effect(
     in_place = isinstance(X, np.ndarray) and X.dtype == dtype and X.flags.writeable
     out = X if in_place else np.empty(X.shape, dtype=dtype)
     with _blas_single_thread():
-        C_b = _batch_coefficients(X, design.matrix, P_b)  # batch terms x genes
         # Without continuous batch covariates the batch part has one row per batch level
         # (combination): subtract that row, gathered, instead of a product per sample.
         first, inverse = _row_groups(D_b)
@@ -232,20 +234,25 @@ def _row_groups(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, inverse.ravel()
 
 
-def _batch_coefficients(X, D: np.ndarray, P: np.ndarray) -> np.ndarray:
+def _batch_coefficients(X, D: np.ndarray, P: np.ndarray, what: str) -> np.ndarray:
     """``P @ X`` in float64, where column ``i`` of ``P`` depends only on design row ``i``.
 
     With factor-only designs the samples fall into a few groups of identical design rows
     (batch x covariate levels); then ``P @ X = P_groups @ (group sums of X)``, and the
     sums are accumulated in float64 straight from X without a float64 copy of it.
     Otherwise (continuous terms) the product is accumulated over row blocks.
+    Raises :class:`DataValueError` when X holds NaN or infinite values (checked on the
+    group sums, which are finite exactly when the data are).
     """
     first, inverse = _row_groups(D)
     if sparse.issparse(X) or len(first) > 256 or len(first) * 4 > X.shape[0]:
+        _check_finite(X, what)
         return _project(X, P)
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse, minlength=len(first)))[:-1]
     sums = np.stack([X[idx].sum(axis=0, dtype=np.float64) for idx in np.split(order, bounds)])
+    if not np.isfinite(sums).all():
+        _check_finite(X, what)
     return P[:, first] @ sums
 
 
