@@ -96,7 +96,7 @@ class Design:
     batch_levels: dict[str, list] = field(default_factory=dict)
     batch_codes: dict[str, np.ndarray] = field(default_factory=dict)
     factors: dict[str, list] = field(default_factory=dict)
-    obs_names: list[str] = field(default_factory=list)
+    obs_names: pd.Index = field(default_factory=lambda: pd.Index([]))
 
     @property
     def n_samples(self) -> int:
@@ -108,7 +108,9 @@ class Design:
 
     def frame(self) -> pd.DataFrame:
         """The matrix as a DataFrame (samples x named columns)."""
-        return pd.DataFrame(self.matrix, index=self.obs_names or None, columns=self.columns)
+        return pd.DataFrame(
+            self.matrix, index=self.obs_names if len(self.obs_names) else None, columns=self.columns
+        )
 
 
 def design_rank(X: np.ndarray) -> int:
@@ -257,7 +259,7 @@ def build_design(
         batch_levels=batch_levels,
         batch_codes=batch_codes,
         factors=factors,
-        obs_names=[str(i) for i in obs.index],
+        obs_names=obs.index,
     )
     if check:
         _check_rank(

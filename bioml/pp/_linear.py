@@ -8,7 +8,9 @@ genes are processed in column chunks so that the float64 working copy stays smal
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
 from typing import Sequence
 
 import numpy as np
@@ -40,6 +42,32 @@ def _row_chunks(n_obs: int, n_vars: int):
     step = max(1, min(n_obs, _CHUNK_BYTES // (8 * max(n_vars, 1))))
     for start in range(0, n_obs, step):
         yield slice(start, min(start + step, n_obs))
+
+
+def _n_threads() -> int:
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+def _row_pieces(shape: tuple[int, int]) -> list[slice]:
+    """Row blocks for the threaded passes: at least two per thread, each within budget."""
+    n_obs, n_vars = shape
+    budget = max(1, _CHUNK_BYTES // (8 * max(n_vars, 1)))
+    step = max(1, min(budget, -(-n_obs // (2 * _n_threads()))))
+    return [slice(i, min(i + step, n_obs)) for i in range(0, n_obs, step)]
+
+
+def _threaded(fn, pieces: list[slice]) -> list:
+    """``[fn(p) for p in pieces]`` on a thread pool (numpy releases the GIL in these loops)."""
+    threads = _n_threads()
+    if threads == 1 or len(pieces) == 1:
+        return [fn(p) for p in pieces]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, pieces))
 
 
 def _rows_f64(X, sl: slice) -> np.ndarray:
@@ -166,10 +194,14 @@ def remove_batch_effect(
         # (combination): subtract that row, gathered, instead of a product per sample.
         first, inverse = _row_groups(D_b)
         offsets = (D_b[first] @ C_b).astype(dtype, copy=False) if len(first) * 4 <= X.shape[0] else None
-        for sl in _row_chunks(*X.shape):
-            if offsets is not None and not sparse.issparse(X):
+        if offsets is not None and not sparse.issparse(X):
+
+            def subtract(sl: slice) -> None:
                 np.subtract(X[sl], offsets[inverse[sl]], out=out[sl], dtype=dtype)
-            else:
+
+            _threaded(subtract, _row_pieces(X.shape))
+        else:
+            for sl in _row_chunks(*X.shape):
                 Y = _rows_f64(X, sl)
                 Y -= D_b[sl] @ C_b
                 out[sl] = Y
@@ -210,14 +242,21 @@ def _params(batch_key, batch_key2, covariates, batch_covariates, layer) -> dict:
     }
 
 
+@functools.cache
+def _blas_controller():
+    """One threadpoolctl controller per process (finding the libraries costs ~10 ms)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return None
+    return ThreadpoolController()
+
+
 def _blas_single_thread():
     """Hold BLAS to one thread: these products are skinny (a few rows), and idle
     OpenBLAS threads spinning after each call take the cores the next chunk needs."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    controller = _blas_controller()
+    return controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext()
 
 
 def _row_groups(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,9 +287,15 @@ def _batch_coefficients(X, D: np.ndarray, P: np.ndarray, what: str) -> np.ndarra
     if sparse.issparse(X) or len(first) > 256 or len(first) * 4 > X.shape[0]:
         _check_finite(X, what)
         return _project(X, P)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.cumsum(np.bincount(inverse, minlength=len(first)))[:-1]
-    sums = np.stack([X[idx].sum(axis=0, dtype=np.float64) for idx in np.split(order, bounds)])
+
+    def piece_sums(sl: slice) -> np.ndarray:
+        block, inv = X[sl], inverse[sl]
+        out = np.zeros((len(first), X.shape[1]))
+        for g in np.unique(inv):
+            out[g] = block[inv == g].sum(axis=0, dtype=np.float64)
+        return out
+
+    sums = sum(_threaded(piece_sums, _row_pieces(X.shape)))
     if not np.isfinite(sums).all():
         _check_finite(X, what)
     return P[:, first] @ sums
