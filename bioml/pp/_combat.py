@@ -37,12 +37,9 @@ can be corrected in place, and the extra memory is a few MiB of blocks.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Sequence
 
 import numpy as np
@@ -50,6 +47,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .._parallel import blas_single_thread as _blas_single_thread
+from .._parallel import n_threads as _n_threads
+from .._parallel import threaded as _threaded
 from ..design import build_design
 from ..errors import ConfigError, DataValueError, InputError
 
@@ -623,42 +623,6 @@ def _parametric(g_hat, d_hat, sbar, svar, n, mean_only):
             if not change > _CONV or it >= _MAX_ITER:
                 break
     return g_new, d_new, it
-
-
-def _n_threads() -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
-
-
-def _threaded(fn, items, threads: int) -> list:
-    """``[fn(x) for x in items]`` on ``threads`` threads (numpy releases the GIL in its loops).
-
-    BLAS is held to one thread meanwhile: its own threads would compete with ours (and
-    stall on a busy machine).
-    """
-    if threads <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    with _blas_single_thread(), ThreadPoolExecutor(threads) as ex:
-        return list(ex.map(fn, items))
-
-
-@functools.cache
-def _blas_controller():
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return None
-    return ThreadpoolController()
-
-
-def _blas_single_thread():
-    """Hold BLAS to one thread: the passes thread themselves, and idle OpenBLAS threads
-    spin for a while after each call, taking the cores the passes need."""
-    controller = _blas_controller()
-    return controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext()
 
 
 def _nonparametric(g_hat, d_hat, sbar, svar, n):

@@ -7,10 +7,7 @@ genes are processed in column chunks so that the float64 working copy stays smal
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import os
 from typing import Sequence
 
 import numpy as np
@@ -18,6 +15,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import linalg, sparse, stats
 
+from .._parallel import blas_single_thread as _blas_single_thread
+from .._parallel import n_threads as _n_threads
+from .._parallel import threaded as _threaded
 from ..design import Design, build_design
 from ..errors import DataValueError
 
@@ -44,30 +44,12 @@ def _row_chunks(n_obs: int, n_vars: int):
         yield slice(start, min(start + step, n_obs))
 
 
-def _n_threads() -> int:
-    try:
-        return max(1, min(8, len(os.sched_getaffinity(0))))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, min(8, os.cpu_count() or 1))
-
-
 def _row_pieces(shape: tuple[int, int]) -> list[slice]:
     """Row blocks for the threaded passes: at least two per thread, each within budget."""
     n_obs, n_vars = shape
     budget = max(1, _CHUNK_BYTES // (8 * max(n_vars, 1)))
     step = max(1, min(budget, -(-n_obs // (2 * _n_threads()))))
     return [slice(i, min(i + step, n_obs)) for i in range(0, n_obs, step)]
-
-
-def _threaded(fn, pieces: list[slice]) -> list:
-    """``[fn(p) for p in pieces]`` on a thread pool (numpy releases the GIL in these loops)."""
-    threads = _n_threads()
-    if threads == 1 or len(pieces) == 1:
-        return [fn(p) for p in pieces]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(fn, pieces))
 
 
 def _rows_f64(X, sl: slice) -> np.ndarray:
@@ -240,23 +222,6 @@ def _params(batch_key, batch_key2, covariates, batch_covariates, layer) -> dict:
     return {
         k: (np.array(v, dtype=object) if isinstance(v, list) else v) for k, v in p.items() if v is not None
     }
-
-
-@functools.cache
-def _blas_controller():
-    """One threadpoolctl controller per process (finding the libraries costs ~10 ms)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return None
-    return ThreadpoolController()
-
-
-def _blas_single_thread():
-    """Hold BLAS to one thread: these products are skinny (a few rows), and idle
-    OpenBLAS threads spinning after each call take the cores the next chunk needs."""
-    controller = _blas_controller()
-    return controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext()
 
 
 def _row_groups(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
