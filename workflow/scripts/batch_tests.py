@@ -25,7 +25,10 @@ def main(snakemake):
     summary = pd.DataFrame(
         {
             "metric": ["genes", f"fraction_fdr_lt_{fdr}_before", f"fraction_fdr_lt_{fdr}_after"],
-            "value": [len(genes), float((before["fdr"] < fdr).mean()), float((after["fdr"] < fdr).mean())],
+            "value": pd.Series(
+                [len(genes), float((before["fdr"] < fdr).mean()), float((after["fdr"] < fdr).mean())],
+                dtype=object,
+            ),
         }
     )
     bm.io.write_table(genes, snakemake.output.genes)
