@@ -40,10 +40,16 @@ def blas_single_thread():
     return controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext()
 
 
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per size, kept for the process (starting threads costs ~10 ms a call)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="bioml")
+
+
 def threaded(fn, items, threads: int | None = None) -> list:
     """``[fn(x) for x in items]`` on ``threads`` threads (default :func:`n_threads`), BLAS single-threaded."""
     threads = n_threads() if threads is None else threads
     if threads <= 1 or len(items) <= 1:
         return [fn(x) for x in items]
-    with blas_single_thread(), ThreadPoolExecutor(threads) as ex:
-        return list(ex.map(fn, items))
+    with blas_single_thread():
+        return list(_pool(threads).map(fn, items))

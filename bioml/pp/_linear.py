@@ -179,7 +179,10 @@ def remove_batch_effect(
         if offsets is not None and not sparse.issparse(X):
 
             def subtract(sl: slice) -> None:
-                np.subtract(X[sl], offsets[inverse[sl]], out=out[sl], dtype=dtype)
+                # small sub-blocks keep the gathered offsets in cache
+                for start in range(sl.start, sl.stop, 128):
+                    sub = slice(start, min(start + 128, sl.stop))
+                    np.subtract(X[sub], offsets[inverse[sub]], out=out[sub], dtype=dtype)
 
             _threaded(subtract, _row_pieces(X.shape))
         else:
