@@ -45,6 +45,16 @@ def mem_for(base_mb, per_input_mb):
     return mem
 
 
+def runtime_for(base_min, per_input_gb_min):
+    """A resource function: base runtime (minutes) plus minutes per GB of input, doubled,
+    tripled... on retry (a job killed at its time limit is retried with more)."""
+
+    def runtime(wildcards, input, attempt):
+        return int((base_min + per_input_gb_min * input.size_mb / 1024) * attempt)
+
+    return runtime
+
+
 def ingest_input():
     """The raw input(s) of the ingest rule for the configured data source."""
     data = config["data"]
