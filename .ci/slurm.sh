@@ -63,12 +63,12 @@ LOCAL_PID=$!
 rm -rf "results/$RUN" "logs/$RUN"
 say "SLURM run: snakemake --workflow-profile profiles/slurm-local --configfile $CONFIG"
 t=$(date +%s)
-"$BIN/snakemake" --workflow-profile profiles/slurm-local --configfile "$CONFIG" \
+"$BIN/snakemake" --workflow-profile profiles/slurm-local --configfile "$CONFIG" --verbose \
   --slurm-logdir "logs/$RUN/slurm" > "$WORK/slurm_run.log" 2>&1 \
   || { tail -60 "$WORK/slurm_run.log"; fail "the SLURM run failed"; }
 SLURM_S=$(( $(date +%s) - t ))
 cp "$WORK/slurm_run.log" "logs/$RUN/snakemake_slurm.log"
-grep -E "submitted with SLURM jobid" "$WORK/slurm_run.log" | sed 's/^/    /'
+grep -E "sbatch call:|submitted with SLURM jobid" "$WORK/slurm_run.log" | sed 's/^/    /'
 say "SLURM run done in $SLURM_S s"
 "$BIN/python" .ci/check_slurm_jobs.py "$WORK/slurm_run.log" "logs/$RUN/slurm" \
   || fail "not every job went through SLURM"

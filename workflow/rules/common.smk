@@ -55,6 +55,13 @@ def runtime_for(base_min, per_input_gb_min):
     return runtime
 
 
+def simulate_mem_mb(wildcards, attempt):
+    """Memory of the simulate rule: it has no input, so it scales with the configured size
+    (about 5 bytes per simulated value were measured; 8 asked for)."""
+    sim = config["data"]["simulate"]
+    return int((1000 + 8e-6 * sim["n_obs"] * sim["n_vars"]) * attempt)
+
+
 def ingest_input():
     """The raw input(s) of the ingest rule for the configured data source."""
     data = config["data"]
