@@ -45,6 +45,23 @@ def mem_for(base_mb, per_input_mb):
     return mem
 
 
+def runtime_for(base_min, per_input_gb_min):
+    """A resource function: base runtime (minutes) plus minutes per GB of input, doubled,
+    tripled... on retry (a job killed at its time limit is retried with more)."""
+
+    def runtime(wildcards, input, attempt):
+        return int((base_min + per_input_gb_min * input.size_mb / 1024) * attempt)
+
+    return runtime
+
+
+def simulate_mem_mb(wildcards, attempt):
+    """Memory of the simulate rule: it has no input, so it scales with the configured size
+    (about 5 bytes per simulated value were measured; 8 asked for)."""
+    sim = config["data"]["simulate"]
+    return int((1000 + 8e-6 * sim["n_obs"] * sim["n_vars"]) * attempt)
+
+
 def ingest_input():
     """The raw input(s) of the ingest rule for the configured data source."""
     data = config["data"]

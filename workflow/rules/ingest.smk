@@ -14,7 +14,7 @@ rule simulate:
         seed=rule_seed("simulate"),
     threads: 2
     resources:
-        mem_mb=2000,
+        mem_mb=simulate_mem_mb,
         runtime=10,
     conda:
         ENV
@@ -36,8 +36,8 @@ rule ingest:
         data=config["data"],
     threads: 1
     resources:
-        mem_mb=mem_for(1000, 6),
-        runtime=20,
+        mem_mb=mem_for(1000, 8),
+        runtime=runtime_for(10, 10),
     conda:
         ENV
     script:
