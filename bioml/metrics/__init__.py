@@ -18,7 +18,7 @@ from ._integration import (
     nmi_ari_leiden,
     pcr_batch,
 )
-from ._truth import condition_effect_recovery, estimate_condition_effects
+from ._truth import condition_effect_recovery, estimate_condition_effects, process_like
 
 __all__ = ["silhouette_batch", "silhouette_label"]
 __all__ += [
@@ -38,4 +38,5 @@ __all__ += [
     "pcr_batch",
     "condition_effect_recovery",
     "estimate_condition_effects",
+    "process_like",
 ]

@@ -34,7 +34,7 @@ from scipy import sparse, stats
 
 from ..errors import InputError
 
-__all__ = ["estimate_condition_effects", "condition_effect_recovery"]
+__all__ = ["estimate_condition_effects", "condition_effect_recovery", "process_like"]
 
 
 def _matrix(adata: AnnData, layer: str | None) -> np.ndarray:
@@ -190,4 +190,38 @@ def condition_effect_recovery(
         out["effect_retained"] = float(np.dot(e, rr) / np.dot(rr, rr)) if rr.size else float("nan")
         out["reference_effect_correlation"] = ref["effect_correlation"]
         out["reference_de_detected"] = ref["de_detected"]
+    return out
+
+
+def process_like(adata: AnnData, reference: AnnData) -> AnnData:
+    """The batch-free twin processed as the pipeline processed the data: same samples and genes,
+    the same normalisation.
+
+    Takes ``reference``'s samples and genes (as QC left them), applies
+    :func:`bioml.pp.normalize` with the parameters recorded in
+    ``reference.uns["bioml"]["qc"]["normalize"]["params"]`` (``data_type``,
+    ``target_sum``, ``log1p``), and copies ``var["highly_variable"]`` so that PCA uses the
+    same genes.
+
+    Raises
+    ------
+    InputError
+        The reference lacks the QC record, or holds samples or genes the twin does not.
+    """
+    from ..pp import normalize
+
+    try:
+        params = dict(reference.uns["bioml"]["qc"]["normalize"]["params"])
+    except KeyError as err:
+        raise InputError("the reference has no uns['bioml']['qc']['normalize'] record (run bm.pp.qc)") from err
+    for what, ours, theirs in (("samples", adata.obs_names, reference.obs_names),
+                               ("genes", adata.var_names, reference.var_names)):
+        missing = theirs.difference(ours)
+        if len(missing):
+            raise InputError(f"the twin lacks {len(missing)} {what} of the reference, e.g. {list(missing[:3])}")
+    out = adata[reference.obs_names, reference.var_names].copy()
+    normalize(out, data_type=params.get("data_type", "counts"), target_sum=params.get("target_sum"),
+              log1p=bool(params.get("log1p", True)))
+    if "highly_variable" in reference.var:
+        out.var["highly_variable"] = reference.var["highly_variable"].to_numpy()
     return out
