@@ -14,7 +14,7 @@ Usage::
     python docs/execute_tutorials.py --force 01      # only names containing "01", always
     python docs/execute_tutorials.py --timeout 300
 
-The kernel runs with ``OMP_NUM_THREADS`` (and the MKL/OpenBLAS equivalents) set to
+The kernel runs with ``OMP_NUM_THREADS`` (and the MKL/OpenBLAS/numba equivalents) set to
 ``BIOML_TUTORIAL_THREADS`` (default 1).
 
 Exit status 1 if any notebook fails (its partly executed copy is kept beside the others
@@ -58,7 +58,7 @@ def _kernel_env() -> dict[str, str]:
     # the tutorials' models are small: one thread each for torch and BLAS is as fast and
     # does not collapse when the cores are shared (BIOML_TUTORIAL_THREADS to change it)
     threads = os.environ.get("BIOML_TUTORIAL_THREADS", "1")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = threads
     return env
 
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the executed copies")
     parser.add_argument("--timeout", type=int, default=int(os.environ.get("BIOML_TUTORIAL_TIMEOUT", 600)),
                         help="seconds per notebook (default 600; the target is under 180 on 2 cores)")
-    parser.add_argument("--force", action="store_true", help="execute even when the executed copy is up to date")
+    parser.add_argument("--force", action="store_true",
+                        help="execute even when the executed copy is up to date")
     args = parser.parse_args(argv)
 
     notebooks = sorted(TUTORIALS.glob("*.ipynb"))

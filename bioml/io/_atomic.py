@@ -201,7 +201,8 @@ def write_table(
     --------
     >>> import pandas as pd
     >>> import bioml as bm
-    >>> bm.io.write_table(pd.DataFrame({"a": [1, 2]}), "results/demo/table.tsv", index=False)  # doctest: +SKIP
+    >>> table = pd.DataFrame({"a": [1, 2]})
+    >>> bm.io.write_table(table, "results/demo/table.tsv", index=False)  # doctest: +SKIP
     """
     final = Path(path)
     if sep is None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")  # figures are files here; notebooks set their own backend first
+if "ipykernel" not in sys.modules:
+    # figures are files in scripts and rules; in a notebook keep the kernel's (inline) backend
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
