@@ -2,6 +2,7 @@
 
 from ._correction import batch_pvalues, confounding_heatmap
 from ._qc import qc_metrics
+from ._evaluation import confounding_sweep, embeddings, integration_metrics
 
 
 def __getattr__(name):
@@ -19,3 +20,4 @@ def __getattr__(name):
 
 
 __all__ = ["qc_metrics", "confounding_heatmap", "batch_pvalues", "training_history", "embedding"]
+__all__ += ["embeddings", "integration_metrics", "confounding_sweep"]

@@ -56,6 +56,20 @@ def ingest_input():
     return files
 
 
+def sweep_level_name(level):
+    """The {level} wildcard of one sweep level: 0, 0.5, 0.9, 1."""
+    return f"{float(level):g}"
+
+
+def evaluate_input(wildcards):
+    files = {"qc": res("qc/qc.h5ad"), "corrected": res("correct/corrected.h5ad")}
+    if config["embedding"]["enabled"]:
+        files["embedded"] = res("embed/embedded.h5ad")
+    if config["data"]["source"] == "simulate":
+        files["batch_free"] = res("evaluate/batch_free.h5ad")
+    return files
+
+
 def final_outputs():
     """The targets of the default rule: every stage's outputs that exist so far."""
     targets = [
@@ -70,4 +84,11 @@ def final_outputs():
     ]
     if config["embedding"]["enabled"]:
         targets += [res("embed/embedded.h5ad"), res("embed/umap.png"), res("embed/loss.png")]
+    evaluation = config["evaluation"]
+    if evaluation["enabled"]:
+        targets += [res(f"evaluate/{f}") for f in ("metrics.tsv", "metrics.png", "pca.png", "umap.png")]
+        if config["data"]["source"] == "simulate":
+            targets.append(res("evaluate/truth.tsv"))
+    if evaluation["sweep_levels"]:
+        targets += [res("sweep/summary.tsv"), res("sweep/sweep.png")]
     return targets

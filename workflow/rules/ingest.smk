@@ -2,9 +2,10 @@
 
 
 rule simulate:
-    """Simulated counts with known truth (data.source: simulate)."""
+    """Simulated counts with known truth (data.source: simulate), and the batch-free twin."""
     output:
         h5ad=res("data/simulated.h5ad"),
+        batch_free=res("data/batch_free.h5ad"),
     log:
         logf("simulate"),
     benchmark:
