@@ -105,7 +105,8 @@ def _extra_pages() -> list[str]:
 def _add_extra_pages(app, docname: str, source: list[str]) -> None:
     pages = _extra_pages()
     if docname == "index" and pages:
-        source[0] += "\n```{toctree}\n:maxdepth: 1\n:caption: Running at scale\n\n" + "\n".join(pages) + "\n```\n"
+        block = ["```{toctree}", ":maxdepth: 1", ":caption: Running at scale", "", *pages, "```"]
+        source[0] += "\n" + "\n".join(block) + "\n"
 
 
 def setup(app):
