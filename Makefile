@@ -8,7 +8,7 @@ CORES ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bioml-installed
 
-.PHONY: env demo test test-all lint dryrun report bladder clean
+.PHONY: env demo test test-all lint dryrun report bladder clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ dryrun: $(STAMP)
 bladder: $(STAMP)             ## the bladderbatch microarrays (needs data/bladderbatch, see README)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/bladderbatch.yaml
 	$(BIN)/snakemake --configfile config/bladderbatch.yaml --report results/bladderbatch/report.html
+
+docs: $(STAMP)                ## execute the tutorials (if changed) and build the site into docs/_build/html
+	$(BIN)/python docs/execute_tutorials.py
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:                        ## remove results and logs (not the environment)
 	rm -rf results logs .snakemake report.html

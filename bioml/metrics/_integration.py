@@ -67,6 +67,14 @@ def silhouette_label(X, labels, *, metric: str = "euclidean") -> float:
     ------
     InputError
         Shape mismatch, non-finite values, or fewer than 2 labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bioml as bm
+    >>> X = np.r_[np.zeros((20, 2)), np.full((20, 2), 10.0)] + np.random.default_rng(0).normal(size=(40, 2))
+    >>> round(bm.metrics.silhouette_label(X, ["a"] * 20 + ["b"] * 20), 2)  # doctest: +SKIP
+    0.95
     """
     labels = np.asarray(pd.Series(labels).astype(str))
     X = _check(X, labels)
@@ -107,6 +115,21 @@ def silhouette_batch(X, batch, labels, *, metric: str = "euclidean", return_per_
     -------
     float (and the per-label Series)
         In ``[0, 1]``; NaN when no label has two or more batches.
+
+    Raises
+    ------
+    InputError
+        Shape mismatch or non-finite values in ``X``.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 200, seed=0)
+    >>> bm.pp.qc(adata, min_genes=0, n_top_genes=100)
+    >>> import scanpy as sc; sc.pp.pca(adata, n_comps=10)
+    >>> score = bm.metrics.silhouette_batch(adata.obsm["X_pca"], adata.obs["batch"], adata.obs["condition"])
+    >>> 0.0 <= score <= 1.0
+    True
     """
     batch = np.asarray(pd.Series(batch).astype(str))
     labels = np.asarray(pd.Series(labels).astype(str))

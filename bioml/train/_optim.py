@@ -72,6 +72,14 @@ def make_optimizer(
     ------
     ConfigError
         Unknown name or an invalid value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.train import make_optimizer
+    >>> opt = make_optimizer(torch.nn.Linear(3, 1).parameters(), "adamw", lr=1e-3, weight_decay=0.01)
+    >>> type(opt).__name__
+    'AdamW'
     """
     name = str(name).lower()
     if name not in OPTIMIZERS:
@@ -120,6 +128,17 @@ class PolynomialDecayLR(LRScheduler):
         Time scale, > 0: the lr has fallen by ``2 ** power`` at ``t = t0``.
     power
         Exponent ``p >= 0``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.train import PolynomialDecayLR, make_optimizer
+    >>> opt = make_optimizer(torch.nn.Linear(3, 1).parameters(), "sgd", lr=1.0)
+    >>> sched = PolynomialDecayLR(opt, t0=10.0, power=1.0)
+    >>> for _ in range(10):
+    ...     opt.step(); sched.step()
+    >>> round(opt.param_groups[0]["lr"], 3)
+    0.5
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, t0: float = 10.0, power: float = 1.0,
@@ -181,6 +200,15 @@ def make_scheduler(
     ------
     ConfigError
         Unknown name or an invalid value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.train import make_optimizer, make_scheduler
+    >>> opt = make_optimizer(torch.nn.Linear(3, 1).parameters(), "sgd", lr=0.1)
+    >>> sched = make_scheduler(opt, "step", step_size=10, gamma=0.5)
+    >>> make_scheduler(opt, "constant") is None
+    True
     """
     name = str(name).lower()
     if name not in SCHEDULES:

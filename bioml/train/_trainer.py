@@ -50,10 +50,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     value are logged (logger ``bioml.train``, level INFO), so a job's log shows which device
     it trained on.
 
+    Parameters
+    ----------
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:i"`` or a :class:`torch.device`.
+
+    Returns
+    -------
+    torch.device
+
     Raises
     ------
     ConfigError
         CUDA asked for but not available, or an index beyond the visible devices.
+
+    Examples
+    --------
+    >>> from bioml.train import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
     """
     if isinstance(device, torch.device):
         dev = device
