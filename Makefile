@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on a CPU machine pip takes the local CPU build, elsewhere
 	# the registry's build of the same version (CUDA on Linux).
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test,slurm]'
+	$(BIN)/python -m pip install --quiet -e '.[test,slurm,docs]'
 	touch $(STAMP)
 
 env: $(STAMP)                 ## create / update the environment only

@@ -45,15 +45,7 @@ def bladder():
     return bm.io.validate(a, data_type="log", batch_key="batch", covariates=["cancer"])
 
 
-# ---- tutorials (docs/tutorials/*.ipynb): opt-in marker --------------------------------
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "tutorial: executes the docs/tutorials notebooks (minutes); run with -m tutorial "
-        "or BIOML_RUN_TUTORIALS=1",
-    )
-
-
+# ---- tutorials (docs/tutorials/*.ipynb): opt-in marker (registered in pyproject.toml) ---
 def pytest_collection_modifyitems(config, items):
     import os
 
