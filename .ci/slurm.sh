@@ -68,7 +68,8 @@ t=$(date +%s)
   || { tail -60 "$WORK/slurm_run.log"; fail "the SLURM run failed"; }
 SLURM_S=$(( $(date +%s) - t ))
 cp "$WORK/slurm_run.log" "logs/$RUN/snakemake_slurm.log"
-grep -E "sbatch call:|submitted with SLURM jobid" "$WORK/slurm_run.log" | sed 's/^/    /'
+grep -E "sbatch call:|submitted with SLURM jobid" "$WORK/slurm_run.log" \
+  | sed -E 's/ -D .*//; s/--job-name [^ ]+ --output [^ ]+ //; s/^/    /'
 say "SLURM run done in $SLURM_S s"
 "$BIN/python" .ci/check_slurm_jobs.py "$WORK/slurm_run.log" "logs/$RUN/slurm" \
   || fail "not every job went through SLURM"
