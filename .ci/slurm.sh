@@ -78,7 +78,7 @@ grep -h "device auto" "logs/$RUN"/*.log | sed 's/^/    /' || true
 # ---------------------------------------------------------------- the local run, compared
 wait "$LOCAL_PID" || { LOCAL_PID=; tail -60 "$WORK/local_run.log"; fail "the local run failed"; }
 LOCAL_PID=
-say "local run done ($(( $(date +%s) - LOCAL_T0 )) s after its start)"
+say "local run done (started with the SLURM run; awaited $(( $(date +%s) - LOCAL_T0 )) s after its start)"
 "$BIN/python" .ci/compare_runs.py "results/$RUN" "$WORK/local/results/$RUN" \
   || fail "the SLURM run's results differ from the local run's"
 
