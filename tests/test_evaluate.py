@@ -35,7 +35,9 @@ def _blobs(separate_batches: bool, n_per=40, seed=0):
 
 
 def _adata(X, batch, label, key="X_rep"):
-    a = ad.AnnData(obs=pd.DataFrame({"batch": batch, "label": label}, index=np.arange(len(batch)).astype(str)))
+    a = ad.AnnData(
+        obs=pd.DataFrame({"batch": batch, "label": label}, index=np.arange(len(batch)).astype(str))
+    )
     a.obsm[key] = X
     return a
 
@@ -63,8 +65,9 @@ def test_metrics_reach_their_extremes():
 def test_label_metrics_fall_for_random_labels():
     X, b, lab = _blobs(False)
     rng = np.random.default_rng(1)
-    t = bm.metrics.integration_metrics(_adata(X, b, rng.permutation(lab)), label_key="label",
-                                       use_rep="X_rep").set_index("metric")["value"]
+    t = bm.metrics.integration_metrics(
+        _adata(X, b, rng.permutation(lab)), label_key="label", use_rep="X_rep"
+    ).set_index("metric")["value"]
     assert t["clisi"] < 0.25 and t["ari"] < 0.05 and t["nmi"] < 0.05 and 0.4 < t["asw_label"] < 0.55
 
 
@@ -78,7 +81,9 @@ def test_fast_silhouettes_and_neighbours_match_sklearn():
     lab = rng.integers(0, 4, 400)
     b = rng.integers(0, 3, 400)
     X[np.arange(400), lab] += 2
-    assert bm.metrics.asw_label(X, lab) == pytest.approx((silhouette_samples(X, lab).mean() + 1) / 2, abs=1e-12)
+    assert bm.metrics.asw_label(X, lab) == pytest.approx(
+        (silhouette_samples(X, lab).mean() + 1) / 2, abs=1e-12
+    )
     _, per = bm.metrics.asw_batch(X, b, lab, return_per_label=True)
     for name, v in per.items():
         m = lab.astype(str) == name
@@ -98,8 +103,15 @@ def test_leiden_is_scanpys():
     knn = bm.metrics.neighbors(X + np.random.default_rng(0).normal(scale=3, size=X.shape))
     a = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(lab)).astype(str)))
     for seed in (0, 1):
-        sc.tl.leiden(a, resolution=1.0, random_state=seed, adjacency=knn.connectivities, flavor="igraph",
-                     n_iterations=2, directed=False)
+        sc.tl.leiden(
+            a,
+            resolution=1.0,
+            random_state=seed,
+            adjacency=knn.connectivities,
+            flavor="igraph",
+            n_iterations=2,
+            directed=False,
+        )
         np.testing.assert_array_equal(bm.metrics.leiden_clusters(knn, seed=seed), a.obs["leiden"].to_numpy())
 
 
@@ -126,7 +138,9 @@ def test_agrees_with_scib_metrics():
     idx, dist = knn.subset(15)
     n = len(X)
     G = sparse.csr_matrix((dist.ravel(), idx.ravel(), np.arange(0, n * 15 + 1, 15)), shape=(n, n))
-    assert bm.metrics.graph_connectivity(G, label) == pytest.approx(ref["graph_connectivity_knn15_strong"], abs=tol)
+    assert bm.metrics.graph_connectivity(G, label) == pytest.approx(
+        ref["graph_connectivity_knn15_strong"], abs=tol
+    )
     # documented differences (not within 1e-3 by design): kBET per label and Leiden
     per_label = bm.metrics.kbet(X, batch, label)
     assert 0 <= per_label <= 1 and abs(per_label - ref["kbet_per_label"]) < 0.25
@@ -201,15 +215,19 @@ def test_confounding_sweep_refuses_at_1_and_shows_naive_loss_at_0_9():
     assert r.loc[(0.9, "naive"), "effect_retained"] < 0.5
     assert r.loc[(0.9, "naive"), "de_detected"] < r.loc[(0.9, "with_covariate"), "de_detected"] - 0.2
     assert r.loc[(1.0, "naive"), "effect_retained"] < 0.1
-    assert abs(r.loc[(0.0, "naive"), "effect_retained"] - r.loc[(0.0, "with_covariate"), "effect_retained"]) < 0.05
+    assert (
+        abs(r.loc[(0.0, "naive"), "effect_retained"] - r.loc[(0.0, "with_covariate"), "effect_retained"])
+        < 0.05
+    )
     fig = bm.pl.confounding_sweep(t)
     assert len(fig.axes) == 2
 
 
 def test_evaluation_figures():
     X, b, lab = _blobs(True, n_per=10)
-    t = bm.metrics.integration_metrics(_adata(X, b, lab), label_key="label", use_rep="X_rep",
-                                       representation="a")
+    t = bm.metrics.integration_metrics(
+        _adata(X, b, lab), label_key="label", use_rep="X_rep", representation="a"
+    )
     t2 = t.assign(representation="b")
     fig = bm.pl.integration_metrics(pd.concat([t, t2]))
     assert len(fig.axes) == 2

@@ -2,6 +2,8 @@
 two-sample metrics. One file per family; every public name is listed in ``__all__``."""
 
 from ._integration import silhouette_batch, silhouette_label
+
+# isort: split
 from ._integration import (
     METRICS,
     Neighbors,
