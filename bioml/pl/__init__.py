@@ -1,8 +1,8 @@
 """Plotting (``bm.pl``): functions that take results and return a matplotlib figure."""
 
 from ._correction import batch_pvalues, confounding_heatmap
-from ._qc import qc_metrics
 from ._evaluation import confounding_sweep, embeddings, integration_metrics
+from ._qc import qc_metrics
 
 
 def __getattr__(name):
