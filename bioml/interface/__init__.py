@@ -8,6 +8,7 @@ interface features, feature-table validation and the :class:`InterfaceGAN`.
 - :func:`validate_feature_table`: check a user table (TSV/CSV/h5ad, DataFrame, AnnData).
 - :class:`InterfaceGAN`: a Wasserstein GAN (spectral-norm critic, or WGAN-GP) that
   learns the distribution of feature vectors and samples valid new ones.
+- :func:`evaluate`: two-sample metrics of generated vs held-out vectors, beside real ones.
 - :func:`example_structures`: the complexes bundled with bioml.
 
 Examples
@@ -37,7 +38,7 @@ from ._table import read_feature_table, validate_feature_table
 
 def __getattr__(name):
     # the GAN imports torch: loaded on first use so that feature extraction does not
-    if name in ("InterfaceGAN", "evaluate_generated", "critic_spectral_norms"):
+    if name in ("InterfaceGAN", "evaluate", "evaluate_generated", "critic_spectral_norms", "output_spec"):
         from . import _gan
 
         return getattr(_gan, name)
@@ -61,6 +62,8 @@ __all__ = [
     "read_feature_table",
     "validate_feature_table",
     "InterfaceGAN",
+    "evaluate",
+    "output_spec",
     "evaluate_generated",
     "critic_spectral_norms",
 ]

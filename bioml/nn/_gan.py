@@ -154,8 +154,6 @@ class Generator(nn.Module):
         self.latent = int(latent)
         self.body = MLP(self.latent, hidden, activation=activation, batch_norm=False)
         self.out = nn.Linear(self.body.n_out, spec.n_raw)
-        nn.init.normal_(self.out.weight, std=0.01)
-        nn.init.zeros_(self.out.bias)
         self.head = ConstrainedOutput(spec, mean, scale)
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).clone())
