@@ -83,6 +83,7 @@ class _GANPlan(TrainingModule):
         self.n_critic = int(n_critic)
         self.gp_weight = float(gp_weight)
         self.optim = optim
+        self.updates = {"critic": 0, "generator": 0}  # optimiser steps taken (this process)
 
     def checkpoint_fingerprint(self):
         return {"variant": self.variant, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
@@ -116,6 +117,7 @@ class _GANPlan(TrainingModule):
                 loss = loss + self.gp_weight * gp
                 gps.append(gp.detach())
             ctx.step_optimizer("critic", loss)
+            self.updates["critic"] += 1
             c_losses.append(loss.detach())
             w_est.append((d_real - d_fake).detach())
         for p in self.critic.parameters():
@@ -123,6 +125,7 @@ class _GANPlan(TrainingModule):
         try:
             g_loss = -self.critic(self.generator(self._noise(x.shape[0], x))).mean()
             ctx.step_optimizer("generator", g_loss)
+            self.updates["generator"] += 1
         finally:
             for p in self.critic.parameters():
                 p.requires_grad_(True)
@@ -171,8 +174,9 @@ class InterfaceGAN:
         One row per epoch: ``critic_loss``, ``generator_loss``, ``wasserstein``
         (``gradient_penalty`` for GP), ``val_wasserstein`` with validation,
         ``lr_critic``, ``lr_generator``, ``seconds``.
-    trainer
-        The :class:`bioml.train.Trainer` of the last :meth:`fit` (not saved).
+    trainer, plan
+        The :class:`bioml.train.Trainer` and the training plan of the last :meth:`fit`
+        (not saved); ``plan.updates`` counts the critic and generator optimiser steps.
     """
 
     def __init__(self, *, variant: str = "spectral", latent: int = 16, hidden: Sequence[int] = (128, 128),
@@ -196,6 +200,7 @@ class InterfaceGAN:
         self.history = pd.DataFrame()
         self.train_params: dict[str, Any] = {}
         self.trainer: Trainer | None = None
+        self.plan: _GANPlan | None = None
 
     # -- modules -------------------------------------------------------------------------
     def _build(self) -> None:
@@ -275,6 +280,7 @@ class InterfaceGAN:
             checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
             progress=progress,
         )
+        self.plan = plan
         self.history = self.trainer.fit(plan, {"X": Z})
         self.generator.to("cpu").eval()
         self.critic.to("cpu").eval()

@@ -43,7 +43,8 @@ def read_feature_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise InputError(f"cannot read feature table '{path}': {type(err).__name__}: {err}") from err
 
 
-def validate_feature_table(data, *, label_key: str | None = None, source: str | None = None) -> pd.DataFrame:
+def validate_feature_table(data, *, label_key: str | None = None, source: str | None = None,
+                           min_rows: int = 1) -> pd.DataFrame:
     """Check an interface feature table and return its feature columns (float64).
 
     Parameters
@@ -55,11 +56,13 @@ def validate_feature_table(data, *, label_key: str | None = None, source: str | 
         A label column to keep (e.g. complex class), returned as the last column.
     source
         Name used in messages (default: the path, or "the feature table").
+    min_rows
+        Fewest rows accepted.
 
     Checks: every column of :data:`~bioml.interface.FEATURE_NAMES` present and numeric,
     no NaN/inf, non-negative values, counts integer-valued, each composition block
     (``comp_*`` summing to 1, ``nis_*`` summing to 100) and each derived column (e.g.
-    ``bsa_total = bsa_polar + bsa_apolar``) consistent to a relative 1e-3, at least 2 rows.
+    ``bsa_total = bsa_polar + bsa_apolar``) consistent to a relative 1e-3, at least ``min_rows`` rows.
     Extra columns (``structure``, ``chain_a``, ...) are ignored.
 
     Returns
@@ -89,39 +92,39 @@ def validate_feature_table(data, *, label_key: str | None = None, source: str | 
     if missing:
         raise InputError(f"{where} lacks feature column(s) {missing[:8]}"
                          f"{' ...' if len(missing) > 8 else ''} (see bm.interface.feature_table())")
-    if len(df) < 2:
-        raise InputError(f"{where} has {len(df)} row(s); at least 2 are needed")
+    if len(df) < max(int(min_rows), 1):
+        raise InputError(f"{where} has {len(df)} row(s); at least {max(int(min_rows), 1)} are needed")
     out = pd.DataFrame(index=df.index)
     for c in FEATURE_NAMES:
         col = pd.to_numeric(df[c], errors="coerce")
         bad = col.isna() & df[c].notna()
         if bad.any():
-            raise DataValueError(f"{where}: column {c!r} is not numeric (row {df.index[bad][0]!r}: "
+            raise DataValueError(f"{where}: column {c!r} is not numeric (row {df.index[bad][0]}: "
                                  f"{df[c][bad].iloc[0]!r})")
         out[c] = col.astype(np.float64)
     X = out.to_numpy()
     nonfinite = ~np.isfinite(X)
     if nonfinite.any():
         i, j = np.argwhere(nonfinite)[0]
-        raise DataValueError(f"{where}: column {FEATURE_NAMES[j]!r} holds NaN/inf (row {out.index[i]!r})")
+        raise DataValueError(f"{where}: column {FEATURE_NAMES[j]!r} holds NaN/inf (row {out.index[i]})")
     neg = X < 0
     if neg.any():
         i, j = np.argwhere(neg)[0]
         raise DataValueError(f"{where}: column {FEATURE_NAMES[j]!r} is negative ({X[i, j]}, row "
-                             f"{out.index[i]!r}); every interface feature is >= 0")
+                             f"{out.index[i]}); every interface feature is >= 0")
     for f in FEATURES:
         col = out[f.name].to_numpy()
         if f.integer:
             frac = np.abs(col - np.round(col)) > 1e-6
             if frac.any():
                 raise DataValueError(f"{where}: count column {f.name!r} is not integer-valued "
-                                     f"({col[frac][0]}, row {out.index[frac][0]!r})")
+                                     f"({col[frac][0]}, row {out.index[frac][0]})")
         if f.kind == "derived":
             s = out[list(f.parts)].sum(axis=1).to_numpy()
             off = np.abs(col - s) > _COMP_TOL * np.maximum(1.0, np.abs(s))
             if off.any():
                 raise DataValueError(
-                    f"{where}: {f.name!r} must equal the sum of {list(f.parts)} (row {out.index[off][0]!r}: "
+                    f"{where}: {f.name!r} must equal the sum of {list(f.parts)} (row {out.index[off][0]}: "
                     f"{col[off][0]} vs {s[off][0]})")
     groups: dict[str, tuple[list[str], float]] = {}
     for f in FEATURES:
@@ -132,7 +135,7 @@ def validate_feature_table(data, *, label_key: str | None = None, source: str | 
         off = np.abs(s - total) > _COMP_TOL * total
         if off.any():
             raise DataValueError(f"{where}: the {g!r} block ({cols[0]} ... {cols[-1]}) must sum to {total:g} "
-                                 f"(row {out.index[off][0]!r} sums to {s[off][0]:.6g})")
+                                 f"(row {out.index[off][0]} sums to {s[off][0]:.6g})")
     if label_key is not None:
         if label_key not in df.columns:
             raise InputError(f"{where}: label column {label_key!r} not found")
