@@ -85,7 +85,7 @@ rule interface_gan:
         interface=config["interface"],
         train=config["train"],
         seed=rule_seed("interface_gan"),
-    threads: 2
+    threads: 1  # tiny MLPs: a second intra-op thread only contends
     resources:
         mem_mb=2000,
         runtime=30,
@@ -127,7 +127,7 @@ rule interface_evaluate:
     params:
         interface=config["interface"],
         seed=rule_seed("interface_evaluate"),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
