@@ -346,6 +346,7 @@ def test_evaluate_table(trained, sim):
 
 
 # -- the workflow's interface stage -----------------------------------------------------
+@pytest.mark.slow  # ~2 min of Snakemake start-ups; the tiny default run in test_workflow covers the stage
 def test_workflow_interface_stage(tmp_path):
     import shutil
     import subprocess
