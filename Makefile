@@ -8,7 +8,7 @@ CORES ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bioml-installed
 
-.PHONY: env demo test test-all lint dryrun report bladder clean
+.PHONY: env demo test test-all lint dryrun report bladder clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: on a CPU machine pip takes the local CPU build, elsewhere
 	# the registry's build of the same version (CUDA on Linux).
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test,slurm]'
+	$(BIN)/python -m pip install --quiet -e '.[test,slurm,docs]'
 	touch $(STAMP)
 
 env: $(STAMP)                 ## create / update the environment only
@@ -40,6 +40,10 @@ dryrun: $(STAMP)
 bladder: $(STAMP)             ## the bladderbatch microarrays (needs data/bladderbatch, see README)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/bladderbatch.yaml
 	$(BIN)/snakemake --configfile config/bladderbatch.yaml --report results/bladderbatch/report.html
+
+docs: $(STAMP)                ## execute the tutorials (if changed) and build the site into docs/_build/html
+	$(BIN)/python docs/execute_tutorials.py
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:                        ## remove results and logs (not the environment)
 	rm -rf results logs .snakemake report.html

@@ -43,7 +43,24 @@ BatchCoding = Literal["sum", "indicator", "treatment"]
 
 
 def factor_levels(values: pd.Series) -> list:
-    """Levels of a factor: categorical order if categorical (unused levels dropped), else sorted."""
+    """Levels of a factor: categorical order if categorical (unused levels dropped), else sorted.
+
+    Parameters
+    ----------
+    values
+        A factor column (e.g. ``obs["batch"]``).
+
+    Returns
+    -------
+    list
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bioml.design import factor_levels
+    >>> factor_levels(pd.Series(["b", "a", "b"]))
+    ['a', 'b']
+    """
     if isinstance(values.dtype, pd.CategoricalDtype):
         present = set(values.dropna().unique())
         return [c for c in values.cat.categories if c in present]
@@ -114,7 +131,24 @@ class Design:
 
 
 def design_rank(X: np.ndarray) -> int:
-    """Numerical rank of a design (SVD; tolerance as numpy's ``matrix_rank``)."""
+    """Numerical rank of a design (SVD; tolerance as numpy's ``matrix_rank``).
+
+    Parameters
+    ----------
+    X
+        Design matrix, samples x columns.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bioml.design import design_rank
+    >>> design_rank(np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]]))
+    2
+    """
     if X.shape[1] == 0:
         return 0
     return int(np.linalg.matrix_rank(X))
@@ -192,6 +226,15 @@ def build_design(
         The batch terms are aliased with the covariates (the full design has lower rank
         than its columns); the message names the batch and covariate levels involved
         and what can be done.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> from bioml.design import build_design
+    >>> adata = bm.sim.simulate_counts(60, 10, seed=0)
+    >>> design = build_design(adata.obs, batch_key="batch", covariates=["condition"])
+    >>> design.columns
+    ['intercept', 'condition[T.cond1]', 'condition[T.cond2]', 'batch[S.batch0]', 'batch[S.batch1]']
     """
     n = len(obs)
     mats: list[np.ndarray] = []

@@ -43,3 +43,16 @@ def bladder():
     for col in extra:
         a.obs[col] = extra.loc[a.obs_names, col].to_numpy()
     return bm.io.validate(a, data_type="log", batch_key="batch", covariates=["cancer"])
+
+
+# ---- tutorials (docs/tutorials/*.ipynb): opt-in marker (registered in pyproject.toml) ---
+def pytest_collection_modifyitems(config, items):
+    import os
+
+    selected = "tutorial" in (config.getoption("-m", default="") or "")
+    if selected or os.environ.get("BIOML_RUN_TUTORIALS") == "1":
+        return
+    skip = pytest.mark.skip(reason="tutorial notebooks run only with -m tutorial or BIOML_RUN_TUTORIALS=1")
+    for item in items:
+        if "tutorial" in item.keywords:
+            item.add_marker(skip)

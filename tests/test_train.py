@@ -437,3 +437,27 @@ def test_bad_settings():
     with pytest.raises(ConfigError, match="monitor"):
         Trainer(epochs=1, val_fraction=0.2, monitor="nope", device="cpu", progress=False).fit(
             ToyAE(), toy_data())
+
+
+def test_adam_fused_by_default_on_cpu_and_matches_unfused():
+    from bioml.train import make_optimizer
+
+    def run(fused):
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(7, 3)
+        opt = make_optimizer(lin.parameters(), "adamw", lr=1e-2, weight_decay=0.1, fused=fused)
+        x = torch.randn(32, 7)
+        for _ in range(20):
+            opt.zero_grad()
+            lin(x).pow(2).mean().backward()
+            opt.step()
+        return opt, lin.weight.detach().clone()
+
+    auto, w_auto = run(None)
+    assert auto.defaults["fused"] is True
+    _, w_plain = run(False)
+    torch.testing.assert_close(w_auto, w_plain, rtol=1e-5, atol=1e-6)
+    # parameter groups given as dicts (with a generator of parameters) are accepted too
+    lin = torch.nn.Linear(2, 2)
+    opt = make_optimizer([{"params": (p for p in lin.parameters())}], "adam")
+    assert len(opt.param_groups[0]["params"]) == 2 and opt.defaults["fused"] is True

@@ -140,6 +140,12 @@ def write_h5ad(
     Exception
         Whatever :meth:`anndata.AnnData.write_h5ad` raises; no file is left behind and an
         existing file at ``path`` is untouched.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(60, 100, seed=0)
+    >>> bm.io.write_h5ad(adata, "results/demo/data.h5ad")  # doctest: +SKIP
     """
     final = Path(path)
     with atomic_path(final) as tmp:
@@ -190,6 +196,13 @@ def write_table(
     ------
     Exception
         Whatever :meth:`pandas.DataFrame.to_csv` raises; nothing is left behind.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import bioml as bm
+    >>> table = pd.DataFrame({"a": [1, 2]})
+    >>> bm.io.write_table(table, "results/demo/table.tsv", index=False)  # doctest: +SKIP
     """
     final = Path(path)
     if sep is None:
@@ -243,6 +256,11 @@ def write_json(obj: Any, path: str | os.PathLike[str], *, indent: int = 2) -> Pa
     ------
     TypeError
         If ``obj`` holds a value that cannot be converted; no file is left behind.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> bm.io.write_json({"status": "ok", "n": 3}, "results/demo/report.json")  # doctest: +SKIP
     """
     final = Path(path)
     text = json.dumps(obj, indent=indent, default=_to_builtin)
@@ -269,6 +287,13 @@ def write_figure(fig, path: str | os.PathLike[str], *, dpi: int = 120, close: bo
     Returns
     -------
     The destination path.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> import bioml as bm
+    >>> fig, ax = plt.subplots()
+    >>> bm.io.write_figure(fig, "results/demo/figure.png")  # doctest: +SKIP
     """
     path = Path(path)
     try:

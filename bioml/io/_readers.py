@@ -280,6 +280,16 @@ def read_table(
         The sample sheet does not fit the data (see :func:`attach_sample_sheet`).
     ConfigError
         ``orientation`` or ``dtype`` is not one of the allowed values.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(60, 100, seed=0)
+    >>> bm.sim.write_table(adata, "expr.tsv.gz")  # doctest: +SKIP
+    >>> bm.sim.write_sample_sheet(adata, "sheet.tsv")  # doctest: +SKIP
+    >>> back = bm.io.read_table("expr.tsv.gz", sample_sheet="sheet.tsv")  # doctest: +SKIP
+    >>> back.shape  # doctest: +SKIP
+    (60, 100)
     """
     _check_choice(orientation, ("genes_x_samples", "samples_x_genes"), "orientation")
     _check_choice(dtype, ("float32", "float64"), "dtype")
@@ -405,6 +415,13 @@ def read_sample_sheet(
     SampleSheetError
         The sheet has no rows, lacks ``sample_id_column``, or has missing or duplicated
         sample ids.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> sheet = bm.io.read_sample_sheet("sheet.tsv", sample_id_column="sample_id")  # doctest: +SKIP
+    >>> sheet.columns.tolist()  # doctest: +SKIP
+    ['batch', 'condition']
     """
     what = "sample sheet"
     p = _check_file(path, what)
@@ -484,6 +501,12 @@ def attach_sample_sheet(
     SampleSheetError
         The sheet lacks ``sample_id_column`` or has duplicated ids, samples of the data
         are missing from it, or (unless allowed) it has rows without data.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.io.read_h5ad("data.h5ad")  # doctest: +SKIP
+    >>> adata = bm.io.attach_sample_sheet(adata, "sheet.tsv")  # doctest: +SKIP
     """
     if copy:
         adata = adata.copy()
@@ -580,6 +603,11 @@ def read_h5ad(
         The file is missing, empty, or not a readable AnnData file.
     SampleSheetError
         The sample sheet does not fit the data.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.io.read_h5ad("data.h5ad", sample_sheet="sheet.tsv")  # doctest: +SKIP
     """
     import anndata
 
@@ -652,6 +680,13 @@ def read_10x(
         The sample sheet does not fit the data.
     ConfigError
         ``var_names`` is not one of the allowed values.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(60, 100, seed=0)
+    >>> bm.sim.write_10x(adata, "demo_10x")  # doctest: +SKIP
+    >>> back = bm.io.read_10x("demo_10x")  # doctest: +SKIP
     """
     import scanpy as sc
 
@@ -758,6 +793,12 @@ def read(
     InputError
         See the readers (including :class:`~bioml.errors.DataValueError` and
         :class:`~bioml.errors.SampleSheetError`).
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.io.read("table", path="expr.tsv.gz", sample_sheet="pheno.tsv")  # doctest: +SKIP
+    >>> adata = bm.io.read("10x", path="data/demo_10x", sample_sheet="sheet.tsv")  # doctest: +SKIP
     """
     _check_choice(source, ("table", "h5ad", "10x"), "source")
     sheet_kw: dict[str, Any] = dict(

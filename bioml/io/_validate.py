@@ -385,6 +385,14 @@ def validate(
     ConfigError
         An option is not one of its allowed values, ``nan_policy="zero"`` with
         ``data_type="log"``, or a column is given in two roles.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(60, 100, seed=0)
+    >>> adata = bm.io.validate(adata, data_type="counts", batch_key="batch", covariates=["condition"])
+    >>> str(adata.obs["batch"].dtype)
+    'category'
     """
     _check_choice(data_type, ("counts", "log"), "data_type")
     _check_choice(nan_policy, ("error", "drop_genes", "zero"), "nan_policy")

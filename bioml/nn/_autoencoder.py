@@ -27,6 +27,14 @@ class AutoencoderLoss:
         space (shape ``(N,)``); the anomaly score of :func:`bioml.tl.autoencoder`.
     z
         Latent coordinates ``(N, latent)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.nn import Autoencoder
+    >>> out = Autoencoder(20, hidden=(16,), latent=3)(torch.randn(6, 20))
+    >>> float(out.loss) == float(out.recon.mean())
+    True
     """
 
     loss: torch.Tensor
@@ -58,6 +66,21 @@ class Autoencoder(nn.Module):
         Number of domains (batches) when ``domain_bn``.
     domain_affine
         Per-domain affine parameters of the domain BN (else shared).
+
+    Raises
+    ------
+    ConfigError
+        ``n_input`` or ``latent`` below 1, or ``domain_bn`` without ``n_domains``; in
+        ``forward``/``encode``, domain BN without the ``domain`` labels.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.nn import Autoencoder
+    >>> ae = Autoencoder(20, hidden=(16,), latent=3, domain_bn=True, n_domains=2)
+    >>> out = ae(torch.randn(6, 20), torch.tensor([0, 0, 0, 1, 1, 1]))
+    >>> out.z.shape, out.recon.shape
+    (torch.Size([6, 3]), torch.Size([6]))
     """
 
     def __init__(self, n_input: int, *, hidden: Sequence[int] = (512, 128), latent: int = 32,

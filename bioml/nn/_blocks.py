@@ -22,7 +22,28 @@ ACTIVATIONS = {
 
 
 def make_activation(name: str) -> nn.Module:
-    """An activation module by name (one of :data:`ACTIVATIONS`)."""
+    """An activation module by name (one of :data:`ACTIVATIONS`).
+
+    Parameters
+    ----------
+    name
+        Case-insensitive key of :data:`ACTIVATIONS` (e.g. ``"relu"``).
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    ConfigError
+        An unknown name.
+
+    Examples
+    --------
+    >>> from bioml.nn import make_activation
+    >>> make_activation("relu")
+    ReLU()
+    """
     try:
         return ACTIVATIONS[str(name).lower()]()
     except KeyError:
@@ -58,6 +79,20 @@ class DomainBatchNorm1d(nn.Module):
         otherwise.
     eps, momentum
         As in :class:`torch.nn.BatchNorm1d`.
+
+    Raises
+    ------
+    ConfigError
+        ``n_domains < 1``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.nn import DomainBatchNorm1d
+    >>> bn = DomainBatchNorm1d(4, n_domains=2)
+    >>> x, domain = torch.randn(8, 4), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    >>> bn(x, domain).shape
+    torch.Size([8, 4])
     """
 
     def __init__(self, num_features: int, n_domains: int, *, affine: bool = True,
@@ -142,6 +177,19 @@ class MLP(nn.Module):
         the ``domain`` labels).
     domain_affine
         Per-domain affine parameters of the domain BN.
+
+    Raises
+    ------
+    ConfigError
+        ``dropout`` outside ``[0, 1)``, a hidden width below 1, or an unknown activation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.nn import MLP
+    >>> mlp = MLP(10, [16, 8], dropout=0.1)
+    >>> mlp(torch.randn(5, 10)).shape
+    torch.Size([5, 8])
     """
 
     def __init__(self, n_in: int, hidden: Sequence[int], *, activation: str = "relu",

@@ -1,6 +1,7 @@
 """Plotting (``bm.pl``): functions that take results and return a matplotlib figure."""
 
 from ._correction import batch_pvalues, confounding_heatmap
+from ._evaluation import confounding_sweep, embeddings, integration_metrics
 from ._interface import feature_marginals, feature_projection, gan_training
 from ._qc import qc_metrics
 
@@ -19,13 +20,6 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = [
-    "qc_metrics",
-    "confounding_heatmap",
-    "batch_pvalues",
-    "training_history",
-    "embedding",
-    "gan_training",
-    "feature_marginals",
-    "feature_projection",
-]
+__all__ = ["qc_metrics", "confounding_heatmap", "batch_pvalues", "training_history", "embedding"]
+__all__ += ["embeddings", "integration_metrics", "confounding_sweep"]
+__all__ += ["gan_training", "feature_marginals", "feature_projection"]

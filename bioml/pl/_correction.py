@@ -18,6 +18,24 @@ def confounding_heatmap(report: dict[str, Any]) -> Figure:
     Each panel is titled with the covariate, Cramér's V and the check's status; cells
     hold sample counts, so a row with one non-zero cell is a batch holding a single level.
     Continuous covariates are listed with their R^2 in a text panel.
+
+    Parameters
+    ----------
+    report
+        The dict returned by :func:`bioml.pp.check_confounding` (also with
+        ``raise_on_aliased=False`` for a refused design).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One heatmap panel per categorical covariate, and a text panel for continuous ones.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(400, 50, confounding=0.7, seed=0)
+    >>> report = bm.pp.check_confounding(adata, covariates=["condition"])
+    >>> fig = bm.pl.confounding_heatmap(report)
     """
     cats = [a for a in report["associations"] if a["kind"] == "categorical"]
     conts = [a for a in report["associations"] if a["kind"] != "categorical"]
@@ -53,6 +71,30 @@ def batch_pvalues(before: pd.DataFrame, after: pd.DataFrame | None = None, *, fd
     Without batch effects the p-values are uniform; a spike at 0 is batch structure.
     ``before``/``after`` are tables with ``pvalue`` and ``fdr`` columns, as returned by
     :func:`bioml.pp.batch_effect_tests` with ``inplace=False``.
+
+    Parameters
+    ----------
+    before
+        Per-gene test table before correction (``pvalue`` and ``fdr`` columns).
+    after
+        The same after correction; ``None`` draws one panel.
+    fdr
+        FDR threshold whose fraction of significant genes is written in each title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One histogram panel per table.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 200, seed=0)
+    >>> bm.pp.qc(adata, min_genes=0, n_top_genes=100)
+    >>> before = bm.pp.batch_effect_tests(adata, covariates=["condition"], inplace=False)
+    >>> bm.pp.correct(adata, method="combat", covariates=["condition"])
+    >>> after = bm.pp.batch_effect_tests(adata, covariates=["condition"], inplace=False)
+    >>> fig = bm.pl.batch_pvalues(before, after)
     """
     tables = [("before correction", before)] + ([("after correction", after)] if after is not None else [])
     fig, axes = plt.subplots(

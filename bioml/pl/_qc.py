@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")  # figures are files here; notebooks set their own backend first
+if "ipykernel" not in sys.modules:
+    # figures are files in scripts and rules; in a notebook keep the kernel's (inline) backend
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,6 +45,13 @@ def qc_metrics(adata: AnnData, *, batch_key: str | None = None) -> Figure:
     Returns
     -------
     A matplotlib figure with two or three panels.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 500, seed=0)
+    >>> bm.pp.qc(adata, batch_key="batch", n_top_genes=100)
+    >>> fig = bm.pl.qc_metrics(adata, batch_key="batch")
     """
     if batch_key is not None:
         col = adata.obs[batch_key]

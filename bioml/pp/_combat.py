@@ -313,6 +313,16 @@ def combat_matrix(
     Raises
     ------
     As :func:`combat`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 200, seed=0)
+    >>> X = np.log1p(adata.X)
+    >>> corrected, info = bm.pp.combat_matrix(X, adata.obs, batch_key="batch", covariates=["condition"])
+    >>> corrected.shape
+    (300, 200)
     """
     with _blas_single_thread():
         return _combat(

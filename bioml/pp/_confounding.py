@@ -252,6 +252,24 @@ def confounding_table(report: dict[str, Any]) -> pd.DataFrame:
 
     Columns: ``kind`` (``association`` / ``variance_inflation``), ``batch_key``,
     ``term``, ``statistic``, ``value``, ``flagged``, and the run's ``status``.
+
+    Parameters
+    ----------
+    report
+        The dict returned by :func:`check_confounding` (or read back from
+        ``adata.uns["confounding"]`` or the pipeline's ``report.json``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per batch-covariate association and per variance-inflation factor.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(400, 50, confounding=0.9, seed=0)
+    >>> report = bm.pp.check_confounding(adata, covariates=["condition"])
+    >>> bm.pp.confounding_table(report)[["kind", "term", "statistic"]]  # doctest: +SKIP
     """
     rows = [
         {

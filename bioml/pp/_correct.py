@@ -34,6 +34,23 @@ def correct(
     ``mean_only`` and ``ref_batch`` apply to it only); ``"none"`` leaves the data as they
     are but still checks the design, so that a confounded design fails the same way.
 
+    Parameters
+    ----------
+    adata
+        Samples x genes on a log scale (e.g. after :func:`qc`).
+    method
+        ``"linear"``, ``"combat"`` or ``"none"``.
+    batch_key, batch_key2
+        obs columns of the batch factors to remove (``batch_key2``: linear only).
+    covariates
+        Biological obs columns whose effects are kept.
+    batch_covariates
+        Continuous technical obs columns to remove (linear only).
+    parametric, mean_only, ref_batch
+        ComBat options (see :func:`combat`).
+    copy
+        Return a corrected copy instead of modifying ``adata``.
+
     Returns
     -------
     The corrected AnnData when ``copy=True``, else ``None``; ``uns["bioml"]["correction"]``
@@ -45,6 +62,15 @@ def correct(
         Batch is aliased with a covariate; nothing is modified.
     ConfigError
         An option that the method does not support (e.g. ``batch_key2`` with ComBat).
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 200, confounding=0.5, seed=0)
+    >>> bm.pp.qc(adata, min_genes=0, n_top_genes=100)
+    >>> bm.pp.correct(adata, method="combat", batch_key="batch", covariates=["condition"])
+    >>> adata.uns["bioml"]["correction"]["method"]
+    'combat'
     """
     if method not in ("none", "linear", "combat"):
         raise ConfigError(f"correction method must be 'none', 'linear' or 'combat', got {method!r}")

@@ -335,6 +335,23 @@ def batch_effect_tests(
     Otherwise ``None``, writing ``var[f"{key_added}_F"]``, ``var[f"{key_added}_pvalue"]``,
     ``var[f"{key_added}_fdr"]`` and ``uns[key_added]`` (``params``, ``df1``, ``df2``,
     ``fraction_significant`` at ``fdr``).
+
+    Raises
+    ------
+    DesignError
+        Missing obs columns or a rank-deficient design (see :func:`bioml.design.build_design`);
+        :class:`~bioml.errors.ConfoundedDesignError` when batch is aliased with a covariate.
+    DataValueError
+        Non-finite values, or no more samples than design columns.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 200, seed=0)
+    >>> bm.pp.qc(adata, min_genes=0, n_top_genes=100)
+    >>> table = bm.pp.batch_effect_tests(adata, covariates=["condition"], inplace=False)
+    >>> list(table.columns)
+    ['F', 'pvalue', 'fdr']
     """
     from statsmodels.stats.multitest import multipletests
 

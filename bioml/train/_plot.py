@@ -27,6 +27,12 @@ def plot_history(history: pd.DataFrame, *, title: str | None = None, log_y: bool
     matplotlib.figure.Figure
         Left: training losses (solid) and validation metrics (dashed) per epoch. Right:
         the learning rate(s) and, if present, the class-balanced repeat rate.
+
+    Examples
+    --------
+    >>> import bioml as bm
+    >>> model = bm.tl.autoencoder(adata, epochs=10)  # doctest: +SKIP
+    >>> fig = bm.pl.training_history(model.history, title="autoencoder")  # doctest: +SKIP
     """
     from matplotlib.figure import Figure
 

@@ -43,18 +43,46 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` (CUDA when available, honouring ``CUDA_VISIBLE_DEVICES``), ``"cpu"``,
     ``"cuda"`` or ``"cuda:i"`` to a :class:`torch.device`.
 
+    ``"auto"`` is what cluster jobs use: SLURM sets ``CUDA_VISIBLE_DEVICES`` to the GPU(s)
+    it assigned to the job (``--gpus``/``--gres``), torch numbers the visible ones from 0, so
+    ``"auto"`` takes the first assigned GPU; with none assigned (or
+    ``CUDA_VISIBLE_DEVICES=""``) it falls back to the CPU. The choice and the variable's
+    value are logged (logger ``bioml.train``, level INFO), so a job's log shows which device
+    it trained on.
+
+    Parameters
+    ----------
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:i"`` or a :class:`torch.device`.
+
+    Returns
+    -------
+    torch.device
+
     Raises
     ------
     ConfigError
         CUDA asked for but not available, or an index beyond the visible devices.
+
+    Examples
+    --------
+    >>> from bioml.train import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
     """
     if isinstance(device, torch.device):
         dev = device
     else:
         name = str(device).lower()
         if name == "auto":
-            return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
-                else torch.device("cpu")
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            if torch.cuda.is_available():
+                dev = torch.device("cuda", torch.cuda.current_device())
+                log.info("device auto: %s (%s; CUDA_VISIBLE_DEVICES=%r, %d visible)", dev,
+                         torch.cuda.get_device_name(dev), visible, torch.cuda.device_count())
+                return dev
+            log.info("device auto: cpu (no CUDA device visible; CUDA_VISIBLE_DEVICES=%r)", visible)
+            return torch.device("cpu")
         try:
             dev = torch.device(name)
         except RuntimeError as err:

@@ -45,6 +45,23 @@ def mem_for(base_mb, per_input_mb):
     return mem
 
 
+def runtime_for(base_min, per_input_gb_min):
+    """A resource function: base runtime (minutes) plus minutes per GB of input, doubled,
+    tripled... on retry (a job killed at its time limit is retried with more)."""
+
+    def runtime(wildcards, input, attempt):
+        return int((base_min + per_input_gb_min * input.size_mb / 1024) * attempt)
+
+    return runtime
+
+
+def simulate_mem_mb(wildcards, attempt):
+    """Memory of the simulate rule: it has no input, so it scales with the configured size
+    (about 5 bytes per simulated value were measured; 8 asked for)."""
+    sim = config["data"]["simulate"]
+    return int((1000 + 8e-6 * sim["n_obs"] * sim["n_vars"]) * attempt)
+
+
 def ingest_input():
     """The raw input(s) of the ingest rule for the configured data source."""
     data = config["data"]
@@ -53,6 +70,20 @@ def ingest_input():
     files = {"data": data["path"]}
     if data.get("sample_sheet"):
         files["sample_sheet"] = data["sample_sheet"]
+    return files
+
+
+def sweep_level_name(level):
+    """The {level} wildcard of one sweep level: 0, 0.5, 0.9, 1."""
+    return f"{float(level):g}"
+
+
+def evaluate_input(wildcards):
+    files = {"qc": res("qc/qc.h5ad"), "corrected": res("correct/corrected.h5ad")}
+    if config["embedding"]["enabled"]:
+        files["embedded"] = res("embed/embedded.h5ad")
+    if config["data"]["source"] == "simulate":
+        files["batch_free"] = res("evaluate/batch_free.h5ad")
     return files
 
 
@@ -81,6 +112,13 @@ def final_outputs():
     ]
     if config["embedding"]["enabled"]:
         targets += [res("embed/embedded.h5ad"), res("embed/umap.png"), res("embed/loss.png")]
+    evaluation = config["evaluation"]
+    if evaluation["enabled"]:
+        targets += [res(f"evaluate/{f}") for f in ("metrics.tsv", "metrics.png", "pca.png", "umap.png")]
+        if config["data"]["source"] == "simulate":
+            targets.append(res("evaluate/truth.tsv"))
+    if evaluation["sweep_levels"]:
+        targets += [res("sweep/summary.tsv"), res("sweep/sweep.png")]
     if config["interface"]["enabled"]:
         targets += [
             res("interface/real_features.tsv"),

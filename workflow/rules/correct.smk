@@ -49,7 +49,7 @@ rule correct:
     threads: 2
     resources:
         mem_mb=mem_for(1000, 6),
-        runtime=30,
+        runtime=runtime_for(10, 5),
     conda:
         ENV
     script:
@@ -83,7 +83,7 @@ rule batch_tests:
     threads: 2
     resources:
         mem_mb=mem_for(1000, 6),
-        runtime=20,
+        runtime=runtime_for(10, 5),
     conda:
         ENV
     script:

@@ -31,7 +31,7 @@ rule embed:
     threads: 2
     resources:
         mem_mb=mem_for(2000, 8),
-        runtime=60,
+        runtime=runtime_for(30, 120),
         gpu=0,
     conda:
         ENV

@@ -2,9 +2,10 @@
 
 
 rule simulate:
-    """Simulated counts with known truth (data.source: simulate)."""
+    """Simulated counts with known truth (data.source: simulate), and the batch-free twin."""
     output:
         h5ad=res("data/simulated.h5ad"),
+        batch_free=res("data/batch_free.h5ad"),
     log:
         logf("simulate"),
     benchmark:
@@ -14,7 +15,7 @@ rule simulate:
         seed=rule_seed("simulate"),
     threads: 2
     resources:
-        mem_mb=2000,
+        mem_mb=simulate_mem_mb,
         runtime=10,
     conda:
         ENV
@@ -36,8 +37,8 @@ rule ingest:
         data=config["data"],
     threads: 1
     resources:
-        mem_mb=mem_for(1000, 6),
-        runtime=20,
+        mem_mb=mem_for(1000, 8),
+        runtime=runtime_for(10, 10),
     conda:
         ENV
     script:

@@ -27,8 +27,8 @@ rule qc:
         batch_key=config["data"]["batch_key"],
     threads: 2
     resources:
-        mem_mb=mem_for(1000, 8),
-        runtime=20,
+        mem_mb=mem_for(1000, 14),
+        runtime=runtime_for(10, 15),
     conda:
         ENV
     script:
