@@ -68,7 +68,8 @@ t=$(date +%s)
   || { tail -60 "$WORK/slurm_run.log"; fail "the SLURM run failed"; }
 SLURM_S=$(( $(date +%s) - t ))
 cp "$WORK/slurm_run.log" "logs/$RUN/snakemake_slurm.log"
-grep -E "sbatch call:|submitted with SLURM jobid" "$WORK/slurm_run.log" | sed 's/^/    /'
+grep -E "sbatch call:|submitted with SLURM jobid" "$WORK/slurm_run.log" \
+  | sed -E 's/ -D .*//; s/--job-name [^ ]+ --output [^ ]+ //; s/^/    /'
 say "SLURM run done in $SLURM_S s"
 "$BIN/python" .ci/check_slurm_jobs.py "$WORK/slurm_run.log" "logs/$RUN/slurm" \
   || fail "not every job went through SLURM"
@@ -77,7 +78,7 @@ grep -h "device auto" "logs/$RUN"/*.log | sed 's/^/    /' || true
 # ---------------------------------------------------------------- the local run, compared
 wait "$LOCAL_PID" || { LOCAL_PID=; tail -60 "$WORK/local_run.log"; fail "the local run failed"; }
 LOCAL_PID=
-say "local run done ($(( $(date +%s) - LOCAL_T0 )) s after its start)"
+say "local run done (started with the SLURM run; awaited $(( $(date +%s) - LOCAL_T0 )) s after its start)"
 "$BIN/python" .ci/compare_runs.py "results/$RUN" "$WORK/local/results/$RUN" \
   || fail "the SLURM run's results differ from the local run's"
 

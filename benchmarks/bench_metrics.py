@@ -40,8 +40,11 @@ def main() -> None:
     X = rng.normal(size=(a.n_obs, a.n_dims))
     X[np.arange(a.n_obs), lab] += 4.0
     X[np.arange(a.n_obs), 3 + batch] += 1.0
-    adata = ad.AnnData(obs=pd.DataFrame({"batch": batch.astype(str), "label": lab.astype(str)},
-                                        index=np.arange(a.n_obs).astype(str)))
+    adata = ad.AnnData(
+        obs=pd.DataFrame(
+            {"batch": batch.astype(str), "label": lab.astype(str)}, index=np.arange(a.n_obs).astype(str)
+        )
+    )
     adata.obsm["X_rep"] = X
     bm.metrics.neighbors(X[:200])  # compile numba (UMAP connectivities) outside the timings
 
@@ -52,11 +55,16 @@ def main() -> None:
         f()
         rows.append((name, time.perf_counter() - t))
 
-    timed("integration_metrics (whole table)", lambda: bm.metrics.integration_metrics(
-        adata, batch_key="batch", label_key="label", use_rep="X_rep", n_jobs=a.threads))
+    timed(
+        "integration_metrics (whole table)",
+        lambda: bm.metrics.integration_metrics(
+            adata, batch_key="batch", label_key="label", use_rep="X_rep", n_jobs=a.threads
+        ),
+    )
     knn = bm.metrics.neighbors(X, n_jobs=a.threads)
-    timed("  neighbors (k=90, exact, + UMAP connectivities)",
-          lambda: bm.metrics.neighbors(X, n_jobs=a.threads))
+    timed(
+        "  neighbors (k=90, exact, + UMAP connectivities)", lambda: bm.metrics.neighbors(X, n_jobs=a.threads)
+    )
     timed("  asw_label", lambda: bm.metrics.asw_label(X, lab))
     timed("  asw_batch", lambda: bm.metrics.asw_batch(X, batch, lab))
     timed("  ilisi (given the graph)", lambda: bm.metrics.ilisi(knn, batch))
@@ -70,8 +78,10 @@ def main() -> None:
 
         timed("  sklearn silhouette_samples (label ASW, reference)", lambda: silhouette_samples(X, lab))
     load = os.getloadavg()[0]
-    print(f"integration metrics: {a.n_obs} samples x {a.n_dims} dims, {a.threads} threads, "
-          f"load average {load:.1f}")
+    print(
+        f"integration metrics: {a.n_obs} samples x {a.n_dims} dims, {a.threads} threads, "
+        f"load average {load:.1f}"
+    )
     print(f"{'step':<55}{'seconds':>10}")
     for name, t in rows:
         print(f"{name:<55}{t:>10.2f}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -96,7 +97,18 @@ def test_tiny_default_run(wf):
     embedded = ad.read_h5ad(res / "embed" / "embedded.h5ad")
     assert embedded.obsm["X_bae"].shape == (q.n_obs, 4)
     assert "bae_anomaly_score" in embedded.obs
-    for rule in ("simulate", "ingest", "qc", "confounding", "correct", "batch_tests", "embed"):
+    # evaluation: one tidy metric table over the representations, truth scores, the sweep
+    metrics = pd.read_csv(res / "evaluate" / "metrics.tsv", sep="\t")
+    assert list(metrics.columns) == ["representation", "metric", "value", "kind", "higher_is_better"]
+    assert set(metrics["representation"]) == {"pca_uncorrected", "pca_corrected", "latent", "pca_batch_free"}
+    assert metrics["value"].notna().all()
+    for f in ("evaluate/metrics.png", "evaluate/pca.png", "evaluate/umap.png", "evaluate/truth.tsv",
+              "sweep/sweep.png"):
+        assert (res / f).stat().st_size > 0, f
+    sweep = pd.read_csv(res / "sweep" / "summary.tsv", sep="\t").set_index(["level", "model"])
+    assert sweep.loc[(1.0, "with_covariate"), "status"] == "refused"
+    assert sweep.loc[(0.9, "with_covariate"), "check_status"] == "warn"
+    for rule in ("simulate", "ingest", "qc", "confounding", "correct", "batch_tests", "embed", "evaluate"):
         assert (wf / "logs" / "tiny" / f"{rule}.log").exists()
     # The report holds what exists so far.
     r = smk(wf, "--report", "report.html", config=TINY)

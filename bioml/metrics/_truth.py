@@ -61,7 +61,9 @@ def estimate_condition_effects(
     if condition_key not in adata.obs:
         raise InputError(f"obs column {condition_key!r} is absent (have {list(adata.obs.columns)})")
     cond = adata.obs[condition_key]
-    levels = list(cond.cat.categories) if isinstance(cond.dtype, pd.CategoricalDtype) else sorted(cond.unique())
+    levels = (
+        list(cond.cat.categories) if isinstance(cond.dtype, pd.CategoricalDtype) else sorted(cond.unique())
+    )
     codes = pd.Categorical(cond, categories=levels).codes.astype(np.int64)
     if (codes < 0).any():
         raise InputError(f"obs column {condition_key!r} has missing values")
@@ -182,9 +184,17 @@ def condition_effect_recovery(
     }
     if reference is not None:
         if not (reference.obs_names.equals(adata.obs_names) and reference.var_names.equals(adata.var_names)):
-            raise InputError("the reference (batch-free twin) must hold the same samples and genes as the data")
-        ref = condition_effect_recovery(reference, truth=truth, condition_key=condition_key,
-                                        truth_var_names=truth_var_names, layer=layer, fdr=fdr)
+            raise InputError(
+                "the reference (batch-free twin) must hold the same samples and genes as the data"
+            )
+        ref = condition_effect_recovery(
+            reference,
+            truth=truth,
+            condition_key=condition_key,
+            truth_var_names=truth_var_names,
+            layer=layer,
+            fdr=fdr,
+        )
         r = estimate_condition_effects(reference, condition_key=condition_key, layer=layer)["effect"]
         e, rr = est["effect"][true_de], r[true_de]
         out["effect_retained"] = float(np.dot(e, rr) / np.dot(rr, rr)) if rr.size else float("nan")
@@ -213,15 +223,25 @@ def process_like(adata: AnnData, reference: AnnData) -> AnnData:
     try:
         params = dict(reference.uns["bioml"]["qc"]["normalize"]["params"])
     except KeyError as err:
-        raise InputError("the reference has no uns['bioml']['qc']['normalize'] record (run bm.pp.qc)") from err
-    for what, ours, theirs in (("samples", adata.obs_names, reference.obs_names),
-                               ("genes", adata.var_names, reference.var_names)):
+        raise InputError(
+            "the reference has no uns['bioml']['qc']['normalize'] record (run bm.pp.qc)"
+        ) from err
+    for what, ours, theirs in (
+        ("samples", adata.obs_names, reference.obs_names),
+        ("genes", adata.var_names, reference.var_names),
+    ):
         missing = theirs.difference(ours)
         if len(missing):
-            raise InputError(f"the twin lacks {len(missing)} {what} of the reference, e.g. {list(missing[:3])}")
+            raise InputError(
+                f"the twin lacks {len(missing)} {what} of the reference, e.g. {list(missing[:3])}"
+            )
     out = adata[reference.obs_names, reference.var_names].copy()
-    normalize(out, data_type=params.get("data_type", "counts"), target_sum=params.get("target_sum"),
-              log1p=bool(params.get("log1p", True)))
+    normalize(
+        out,
+        data_type=params.get("data_type", "counts"),
+        target_sum=params.get("target_sum"),
+        log1p=bool(params.get("log1p", True)),
+    )
     if "highly_variable" in reference.var:
         out.var["highly_variable"] = reference.var["highly_variable"].to_numpy()
     return out

@@ -15,8 +15,14 @@ from ..errors import InputError
 __all__ = ["embeddings", "integration_metrics", "confounding_sweep"]
 
 
-def embeddings(coords: Mapping[str, np.ndarray], obs: pd.DataFrame, *, color: Sequence[str],
-               title: str | None = None, point_size: float | None = None) -> Figure:
+def embeddings(
+    coords: Mapping[str, np.ndarray],
+    obs: pd.DataFrame,
+    *,
+    color: Sequence[str],
+    title: str | None = None,
+    point_size: float | None = None,
+) -> Figure:
     """A grid of 2-D embeddings: one row per representation, one column per ``obs`` column.
 
     Parameters
@@ -54,8 +60,10 @@ def embeddings(coords: Mapping[str, np.ndarray], obs: pd.DataFrame, *, color: Se
             ax.set_yticks([])
             ax.set_title(f"{name}: {c}", fontsize="medium")
             if i == 0:
-                handles = [matplotlib.lines.Line2D([], [], marker="o", ls="", color=cols[k], label=str(lv))
-                           for k, lv in enumerate(cats.categories)]
+                handles = [
+                    matplotlib.lines.Line2D([], [], marker="o", ls="", color=cols[k], label=str(lv))
+                    for k, lv in enumerate(cats.categories)
+                ]
                 ax.legend(handles=handles, fontsize="small", frameon=False, loc="best")
     if title:
         fig.suptitle(title)
@@ -76,8 +84,14 @@ def integration_metrics(table: pd.DataFrame, *, title: str | None = None) -> Fig
     kinds = [k for k in ("batch", "bio") if (table["kind"] == k).any()]
     titles = {"batch": "batch removal", "bio": "biology conservation"}
     widths = [table.loc[table["kind"] == k, "metric"].nunique() for k in kinds]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(1.1 * sum(widths) + 3, 4.2), layout="constrained",
-                             squeeze=False, gridspec_kw={"width_ratios": widths})
+    fig, axes = plt.subplots(
+        1,
+        len(kinds),
+        figsize=(1.1 * sum(widths) + 3, 4.2),
+        layout="constrained",
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )
     w = 0.8 / max(len(reps), 1)
     for ax, kind in zip(axes[0], kinds):
         sub = table[table["kind"] == kind]
@@ -115,19 +129,35 @@ def confounding_sweep(table: pd.DataFrame, *, title: str | None = None) -> Figur
     # evenly spaced positions, one per level (levels such as 0.9 and 1 sit close together)
     t["x"] = t["level"].map({lv: i for i, lv in enumerate(levels)})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), layout="constrained")
-    styles = {"with_covariate": ("C0", "o", "ComBat with the covariate"),
-              "naive": ("C3", "s", "naive ComBat (no covariate)")}
+    styles = {
+        "with_covariate": ("C0", "o", "ComBat with the covariate"),
+        "naive": ("C3", "s", "naive ComBat (no covariate)"),
+    }
     for model, (col, marker, label) in styles.items():
         sub = t[t["model"] == model].sort_values("level")
         ok = sub[sub["status"] == "ok"]
         axes[0].plot(ok["x"], ok["effect_retained"], marker=marker, color=col, label=label)
         axes[1].plot(ok["x"], ok["de_detected"], marker=marker, color=col, label=f"{label}: detected")
-        axes[1].plot(ok["x"], ok["de_false_positive"], marker=marker, color=col, ls=":", alpha=0.7,
-                     label=f"{label}: false positives")
+        axes[1].plot(
+            ok["x"],
+            ok["de_false_positive"],
+            marker=marker,
+            color=col,
+            ls=":",
+            alpha=0.7,
+            label=f"{label}: false positives",
+        )
         ref = sub[sub["status"] == "refused"]
         for ax in axes:
-            ax.scatter(ref["x"], np.zeros(len(ref)), marker="x", s=120, color="red", zorder=5,
-                       label="refused (aliased design)" if model == "with_covariate" and len(ref) else None)
+            ax.scatter(
+                ref["x"],
+                np.zeros(len(ref)),
+                marker="x",
+                s=120,
+                color="red",
+                zorder=5,
+                label="refused (aliased design)" if model == "with_covariate" and len(ref) else None,
+            )
     twin = t.groupby("x")["twin_de_detected"].max()
     axes[1].plot(twin.index, twin.values, color="grey", ls="--", label="batch-free twin: detected")
     axes[0].axhline(1.0, color="grey", ls="--", lw=1)
@@ -137,8 +167,12 @@ def confounding_sweep(table: pd.DataFrame, *, title: str | None = None) -> Figur
     for ax in axes:
         ax.set_xlabel("confounding (simulator knob)")
         ax.set_xticks(range(len(levels)), [f"{lv:g}\ncheck: {verdict[lv]}" for lv in levels])
-        ax.set_ylim(-0.08, max(1.15, float(np.nanmax(t["effect_retained"].to_numpy(float), initial=1)) + 0.1)
-                    if ax is axes[0] else 1.05)
+        ax.set_ylim(
+            -0.08,
+            max(1.15, float(np.nanmax(t["effect_retained"].to_numpy(float), initial=1)) + 0.1)
+            if ax is axes[0]
+            else 1.05,
+        )
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small", frameon=False)
     axes[1].legend(fontsize="x-small", frameon=False)

@@ -30,22 +30,46 @@ log = logging.getLogger("bioml.tl")
 
 #: the columns of :func:`confounding_sweep`'s table, in order
 SWEEP_COLUMNS = [
-    "level", "model", "check_status", "cramers_v", "max_variance_inflation", "status", "message",
-    "effect_retained", "effect_correlation", "de_detected", "de_false_positive",
-    "twin_effect_correlation", "twin_de_detected", "n_de", "n_obs", "n_vars", "method",
+    "level",
+    "model",
+    "check_status",
+    "cramers_v",
+    "max_variance_inflation",
+    "status",
+    "message",
+    "effect_retained",
+    "effect_correlation",
+    "de_detected",
+    "de_false_positive",
+    "twin_effect_correlation",
+    "twin_de_detected",
+    "n_de",
+    "n_obs",
+    "n_vars",
+    "method",
 ]
 
 _MODELS = (("with_covariate", True), ("naive", False))
 
 
-def _one_level(level: float, *, n_obs: int, n_vars: int, method: str, seed: int, min_samples: int,
-               fdr: float, sim_kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _one_level(
+    level: float,
+    *,
+    n_obs: int,
+    n_vars: int,
+    method: str,
+    seed: int,
+    min_samples: int,
+    fdr: float,
+    sim_kwargs: Mapping[str, Any],
+) -> list[dict[str, Any]]:
     from ..metrics import condition_effect_recovery
     from ..pp import check_confounding, correct, normalize
     from ..sim import simulate_counts
 
-    adata, twin = simulate_counts(n_obs, n_vars, confounding=float(level), return_batch_free=True,
-                                  seed=seed, **dict(sim_kwargs))
+    adata, twin = simulate_counts(
+        n_obs, n_vars, confounding=float(level), return_batch_free=True, seed=seed, **dict(sim_kwargs)
+    )
     truth_names = adata.var_names.copy()
     keep = np.asarray((adata.X > 0).sum(0) >= min_samples).ravel()
     adata, twin = adata[:, keep].copy(), twin[:, keep].copy()
@@ -67,15 +91,21 @@ def _one_level(level: float, *, n_obs: int, n_vars: int, method: str, seed: int,
     for model, with_cov in _MODELS:
         row = {**base, "model": model, "status": "ok", "message": ""}
         try:
-            corrected = correct(adata, method=method, batch_key="batch",
-                                covariates=["condition"] if with_cov else [], copy=True)
+            corrected = correct(
+                adata,
+                method=method,
+                batch_key="batch",
+                covariates=["condition"] if with_cov else [],
+                copy=True,
+            )
         except ConfoundedDesignError as err:
             log.info("sweep level %s, %s: refused: %s", level, model, err)
             row.update(status="refused", message=str(err))
             rows.append(row)
             continue
-        rec = condition_effect_recovery(corrected, truth=adata.uns["sim"], truth_var_names=truth_names,
-                                        reference=twin, fdr=fdr)
+        rec = condition_effect_recovery(
+            corrected, truth=adata.uns["sim"], truth_var_names=truth_names, reference=twin, fdr=fdr
+        )
         row.update(
             effect_retained=rec["effect_retained"],
             effect_correlation=rec["effect_correlation"],
@@ -142,6 +172,14 @@ def confounding_sweep(
         levels = [float(levels)]
     rows = []
     for level in levels:
-        rows += _one_level(float(level), n_obs=n_obs, n_vars=n_vars, method=method, seed=seed,
-                           min_samples=min_samples, fdr=fdr, sim_kwargs=sim_kwargs or {})
+        rows += _one_level(
+            float(level),
+            n_obs=n_obs,
+            n_vars=n_vars,
+            method=method,
+            seed=seed,
+            min_samples=min_samples,
+            fdr=fdr,
+            sim_kwargs=sim_kwargs or {},
+        )
     return pd.DataFrame(rows).reindex(columns=SWEEP_COLUMNS)

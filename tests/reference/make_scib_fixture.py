@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.neighbors import NearestNeighbors
-
 import scib_metrics as sm
 from scib_metrics.nearest_neighbors import NeighborsResults
+from sklearn.neighbors import NearestNeighbors
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,8 +67,10 @@ def main() -> None:
         "pcr_batch": float(sm.utils.principal_component_regression(X, batch, categorical=True)),
         "graph_connectivity_knn15_strong": float(sm.graph_connectivity(nn15, label)),
         "nmi_ari_leiden_resolution1": {
-            k: float(v) for k, v in sm.nmi_ari_cluster_labels_leiden(
-                nn15, label, optimize_resolution=False, resolution=1.0).items()
+            k: float(v)
+            for k, v in sm.nmi_ari_cluster_labels_leiden(
+                nn15, label, optimize_resolution=False, resolution=1.0
+            ).items()
         },
     }
     (HERE / "scib_metrics.json").write_text(json.dumps(ref, indent=2) + "\n")

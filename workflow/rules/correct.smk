@@ -82,7 +82,7 @@ rule batch_tests:
         fdr=config["correction"]["fdr"],
     threads: 2
     resources:
-        mem_mb=mem_for(1000, 6),
+        mem_mb=mem_for(1000, 3),  # two inputs, read one after the other
         runtime=runtime_for(10, 5),
     conda:
         ENV

@@ -63,26 +63,40 @@ def main(snakemake):
         log.info("metrics of %s (%d dimensions)", name, reps[name].shape[1])
         tables.append(
             bm.metrics.integration_metrics(
-                holder, batch_key=batch_key, label_key=label_key, use_rep=name,
-                n_neighbors=e["n_neighbors"], lisi_neighbors=e["lisi_neighbors"],
-                leiden_resolution=e["leiden_resolution"], leiden_seeds=e["leiden_seeds"],
-                kbet_alpha=e["kbet_alpha"], n_jobs=snakemake.threads,
+                holder,
+                batch_key=batch_key,
+                label_key=label_key,
+                use_rep=name,
+                n_neighbors=e["n_neighbors"],
+                lisi_neighbors=e["lisi_neighbors"],
+                leiden_resolution=e["leiden_resolution"],
+                leiden_seeds=e["leiden_seeds"],
+                kbet_alpha=e["kbet_alpha"],
+                n_jobs=snakemake.threads,
             )
         )
     table = pd.concat(tables, ignore_index=True)
     for _, row in table.iterrows():
         log.info("%-16s %-20s %.4f", row["representation"], row["metric"], row["value"])
 
-    pca = {f"PCA, {n.removeprefix('pca_').replace('_', '-')}": reps[n][:, :2] for n in reps if n.startswith("pca_")}
+    pca = {
+        f"PCA, {n.removeprefix('pca_').replace('_', '-')}": reps[n][:, :2]
+        for n in reps
+        if n.startswith("pca_")
+    }
     umap_src = [n for n in ("pca_uncorrected", "pca_corrected", "latent") if n in reps]
     umap = {f"UMAP of {n.replace('_', ' ')}": _umap(reps[n], e["n_neighbors"], seed) for n in umap_src}
     colors = [batch_key, label_key]
     bm.io.write_table(table, snakemake.output.metrics, index=False)
     bm.io.write_figure(bm.pl.integration_metrics(table), snakemake.output.bars)
-    bm.io.write_figure(bm.pl.embeddings(pca, obs, color=colors, title="PCA before and after correction"),
-                       snakemake.output.pca)
-    bm.io.write_figure(bm.pl.embeddings(umap, obs, color=colors, title="UMAP before and after correction"),
-                       snakemake.output.umap)
+    bm.io.write_figure(
+        bm.pl.embeddings(pca, obs, color=colors, title="PCA before and after correction"),
+        snakemake.output.pca,
+    )
+    bm.io.write_figure(
+        bm.pl.embeddings(umap, obs, color=colors, title="UMAP before and after correction"),
+        snakemake.output.umap,
+    )
 
 
 run_rule(snakemake, main)  # noqa: F821 - injected by Snakemake

@@ -17,8 +17,12 @@ def main(snakemake):
     for name, path in (("uncorrected", snakemake.input.qc), ("corrected", snakemake.input.corrected)):
         adata = ad.read_h5ad(path)
         rec = bm.metrics.condition_effect_recovery(
-            adata, truth=sim.uns["sim"], truth_var_names=sim.var_names, reference=twin,
-            condition_key=cond, fdr=snakemake.params.fdr,
+            adata,
+            truth=sim.uns["sim"],
+            truth_var_names=sim.var_names,
+            reference=twin,
+            condition_key=cond,
+            fdr=snakemake.params.fdr,
         )
         rows += [{"data": name, "metric": k, "value": v} for k, v in rec.items()]
     table = pd.DataFrame(rows, columns=["data", "metric", "value"])
