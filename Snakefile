@@ -21,6 +21,7 @@ include: "workflow/rules/qc.smk"
 include: "workflow/rules/correct.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/interface.smk"
 
 
 rule all:

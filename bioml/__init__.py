@@ -10,14 +10,29 @@ Use it as ``import bioml as bm``:
 - :mod:`bm.metrics` -- integration metrics
 - :mod:`bm.pl` -- figures (functions that return a matplotlib figure)
 - :mod:`bm.sim` -- seeded simulators whose ground truth is kept in ``adata.uns``
+- :mod:`bm.interface` -- protein-interface features (freesasa, PRODIGY-style contacts) and the
+  interface GAN
 - :mod:`bm.errors` -- the one error hierarchy (:class:`~bioml.errors.BiomlError`)
 """
 
 from __future__ import annotations
 
-from . import errors, io, metrics, nn, pl, pp, sim, tl, train
+from . import errors, interface, io, metrics, nn, pl, pp, sim, tl, train
 from .errors import BiomlError
 
 __version__ = "0.1.0"
 
-__all__ = ["errors", "io", "metrics", "nn", "pl", "pp", "sim", "tl", "train", "BiomlError", "__version__"]
+__all__ = [
+    "errors",
+    "interface",
+    "io",
+    "metrics",
+    "nn",
+    "pl",
+    "pp",
+    "sim",
+    "tl",
+    "train",
+    "BiomlError",
+    "__version__",
+]

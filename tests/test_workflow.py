@@ -30,6 +30,8 @@ TINY = {
     },
     "qc": {"min_genes": 10, "hvg": {"n_top_genes": 100}},
     "embedding": {"hidden": [32], "latent": 4},
+    "interface": {"epochs": 2, "n_simulated": 200, "n_heldout": 100, "n_generate": 100,
+                  "n_permutations": 20, "hidden": [16], "latent": 4, "n_critic": 2},
     "train": {"epochs": 3, "batch_size": 64},
 }
 
@@ -86,6 +88,8 @@ def test_tiny_default_run(wf):
         "qc/qc_summary.tsv", "qc/qc_metrics.png", "benchmarks/qc.tsv", "confounding/report.json",
         "confounding/heatmap.png", "batch_tests/summary.tsv", "batch_tests/pvalues.png",
         "embed/loss.png", "embed/umap.png", "embed/history.tsv", "embed/model.pt",
+        "interface/real_features.tsv", "interface/metrics.tsv", "interface/training.png",
+        "interface/marginals.png", "interface/projection.png",
     ):
         assert (res / f).stat().st_size > 0, f
     corrected = ad.read_h5ad(res / "correct" / "corrected.h5ad")

@@ -6,5 +6,15 @@ Modules compute and return their loss terms; they hold no data, no optimiser and
 
 from ._autoencoder import Autoencoder, AutoencoderLoss
 from ._blocks import ACTIVATIONS, MLP, DomainBatchNorm1d, make_activation
+from ._gan import (
+    ConstrainedOutput,
+    Generator,
+    OutputSpec,
+    SpectralNormCritic,
+    gradient_penalty,
+    layer_spectral_norms,
+)
 
-__all__ = ["MLP", "DomainBatchNorm1d", "Autoencoder", "AutoencoderLoss", "make_activation", "ACTIVATIONS"]
+__all__ = ["MLP", "DomainBatchNorm1d", "Autoencoder", "AutoencoderLoss", "make_activation", "ACTIVATIONS",
+           "OutputSpec", "ConstrainedOutput", "Generator", "SpectralNormCritic", "gradient_penalty",
+           "layer_spectral_norms"]

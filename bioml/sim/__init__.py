@@ -5,6 +5,9 @@
   confounding knob of decisions.md item 10, a rare condition, anomalous samples and an
   optional batch-free twin. The default demo data of the pipeline. Its generative model
   is written out in the docstring of :mod:`bioml.sim._counts`.
+- :func:`simulate_interface_features`: protein-interface feature vectors (the columns of
+  :data:`bioml.interface.FEATURE_NAMES`) from a known hierarchical distribution, the
+  default training data of the interface GAN.
 - :func:`write_10x`, :func:`write_sample_sheet`, :func:`write_table`: write such data as a
   Cell Ranger v3 folder, a sample sheet and a dense expression table, for the readers'
   tests and the non-``simulate`` data sources.
@@ -19,6 +22,14 @@ Examples
 from __future__ import annotations
 
 from ._counts import simulate_counts
+from ._interface import INTERFACE_TRUTH, simulate_interface_features
 from ._tenx import write_10x, write_sample_sheet, write_table
 
-__all__ = ["simulate_counts", "write_10x", "write_sample_sheet", "write_table"]
+__all__ = [
+    "simulate_counts",
+    "simulate_interface_features",
+    "INTERFACE_TRUTH",
+    "write_10x",
+    "write_sample_sheet",
+    "write_table",
+]

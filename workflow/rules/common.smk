@@ -87,6 +87,17 @@ def evaluate_input(wildcards):
     return files
 
 
+def interface_structures():
+    """The structure files of interface_features ([] = those bundled with bioml, found by the script)."""
+    return list(config["interface"]["structures"])
+
+
+def interface_training_data():
+    """Training and held-out tables: simulated, or the user's table split in two."""
+    kind = "table" if config["interface"]["table"] else "simulated"
+    return {"train": res(f"interface/train_{kind}.tsv"), "heldout": res(f"interface/heldout_{kind}.tsv")}
+
+
 def final_outputs():
     """The targets of the default rule: every stage's outputs that exist so far."""
     targets = [
@@ -108,4 +119,13 @@ def final_outputs():
             targets.append(res("evaluate/truth.tsv"))
     if evaluation["sweep_levels"]:
         targets += [res("sweep/summary.tsv"), res("sweep/sweep.png")]
+    if config["interface"]["enabled"]:
+        targets += [
+            res("interface/real_features.tsv"),
+            res("interface/history.tsv"),
+            res("interface/training.png"),
+            res("interface/metrics.tsv"),
+            res("interface/marginals.png"),
+            res("interface/projection.png"),
+        ]
     return targets
