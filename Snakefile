@@ -20,6 +20,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/correct.smk"
 include: "workflow/rules/embed.smk"
+include: "workflow/rules/flux.smk"
 
 
 rule all:

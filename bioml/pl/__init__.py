@@ -1,6 +1,7 @@
 """Plotting (``bm.pl``): functions that take results and return a matplotlib figure."""
 
 from ._correction import batch_pvalues, confounding_heatmap
+from ._flux import flux_latent, flux_marginals, flux_objective, flux_residuals
 from ._qc import qc_metrics
 
 
@@ -18,4 +19,14 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["qc_metrics", "confounding_heatmap", "batch_pvalues", "training_history", "embedding"]
+__all__ = [
+    "qc_metrics",
+    "confounding_heatmap",
+    "batch_pvalues",
+    "flux_residuals",
+    "flux_marginals",
+    "flux_objective",
+    "flux_latent",
+    "training_history",
+    "embedding",
+]

@@ -56,6 +56,16 @@ def ingest_input():
     return files
 
 
+def flux_table_input():
+    """The user's flux table (flux.source: table), else no input (cobra samples)."""
+    flux = config["flux"]
+    if flux["source"] == "table":
+        if not flux.get("table"):
+            raise ValueError("config flux.source is 'table' but flux.table is not set")
+        return flux["table"]
+    return []
+
+
 def final_outputs():
     """The targets of the default rule: every stage's outputs that exist so far."""
     targets = [
@@ -70,4 +80,10 @@ def final_outputs():
     ]
     if config["embedding"]["enabled"]:
         targets += [res("embed/embedded.h5ad"), res("embed/umap.png"), res("embed/loss.png")]
+    if config["flux"]["enabled"]:
+        targets += [
+            res(f"flux/{name}")
+            for name in ("model.pt", "loss.png", "metrics.tsv", "residuals.png", "marginals.png",
+                         "objective.png", "latent.png")
+        ]
     return targets
