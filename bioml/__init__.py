@@ -21,4 +21,17 @@ from .errors import BiomlError
 
 __version__ = "0.1.0"
 
-__all__ = ["errors", "flux", "io", "metrics", "nn", "pl", "pp", "sim", "tl", "train", "BiomlError", "__version__"]
+__all__ = [
+    "errors",
+    "flux",
+    "io",
+    "metrics",
+    "nn",
+    "pl",
+    "pp",
+    "sim",
+    "tl",
+    "train",
+    "BiomlError",
+    "__version__",
+]
