@@ -55,7 +55,7 @@ rule flux_vae:
         flux=config["flux"],
         train=config["train"],
         seed=rule_seed("flux_vae"),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
