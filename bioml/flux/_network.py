@@ -292,10 +292,30 @@ class FeasibleSpace:
         self.v0 = v0
         self.center: np.ndarray | None = None
 
-    def set_center(self, X: np.ndarray) -> np.ndarray:
-        """Set :attr:`center` to the projection of the mean of feasible rows ``X`` (a point
-        inside the bounds when the rows are feasible and vary); returns it."""
-        self.center = self.project(np.asarray(X, dtype=np.float64).mean(axis=0, keepdims=True))[0]
+    def set_center(self, X: np.ndarray, *, rtol: float = 1e-6) -> np.ndarray | None:
+        """Set :attr:`center` to a point of the space within the bounds; returns it.
+
+        First choice: the projection of the mean of the feasible rows of ``X`` (inside the
+        bounds when those rows vary). If rounding puts it outside, the feasible row nearest
+        to the mean (projected onto the space when that keeps it within bounds) is used;
+        ``None`` when no row of ``X`` is within bounds.
+        """
+        net = self.network
+        X = np.asarray(X, dtype=np.float64)
+        ok = within_bounds(X, net.lb, net.ub, rtol=rtol) & (mass_balance_residual(X, net.S) <= 1e-6)
+        if not ok.any():
+            self.center = None
+            return None
+        F = X[ok]
+        mean = F.mean(axis=0, keepdims=True)
+        tol = bound_tolerance(net.lb, net.ub, rtol)
+        for cand in (self.project(mean),):
+            if np.all((cand >= net.lb + 0.5 * tol) & (cand <= net.ub - 0.5 * tol) | self.fixed):
+                self.center = cand[0]
+                return self.center
+        row = F[np.argmin(((F - mean) ** 2).sum(axis=1))][None, :]
+        proj = self.project(row)
+        self.center = (proj if within_bounds(proj, net.lb, net.ub, rtol=rtol)[0] else row)[0]
         return self.center
 
     @classmethod

@@ -203,7 +203,7 @@ class FluxVAE:
         x_mean = Xf.mean(axis=0)
         x_sd = Xf.std(axis=0)
         x_sd = np.where(x_sd > 1e-9 * max(1.0, float(np.abs(Xf).max(initial=0.0))), x_sd, 1.0)
-        space.set_center(X)
+        space.set_center(X, rtol=self.rtol)
         self.space = space
         self.module = self._build_module()
         m = self.module
@@ -341,6 +341,9 @@ class FluxVAE:
         if project and n:
             X, info = project_feasible(X, self.space, rtol=self.rtol, max_iter=max_iter,
                                        center=self.space.center if retract else None)
+            if info["within_after"] < 0.99:
+                log.warning("flux VAE: only %.3f of the projected samples are within bounds",
+                            info["within_after"])
         return X, z.numpy(), ok_raw, info
 
     def sample(self, n: int, *, seed: int = 0, project: bool = True, reject: bool = False,
