@@ -341,7 +341,7 @@ class FluxVAE:
         if project and n:
             X, info = project_feasible(X, self.space, rtol=self.rtol, max_iter=max_iter,
                                        center=self.space.center if retract else None)
-            if info["within_after"] < 0.99:
+            if retract and info["within_after"] < 0.99:
                 log.warning("flux VAE: only %.3f of the projected samples are within bounds",
                             info["within_after"])
         return X, z.numpy(), ok_raw, info
