@@ -22,6 +22,7 @@ include: "workflow/rules/correct.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/interface.smk"
+include: "workflow/rules/flux.smk"
 
 
 rule all:

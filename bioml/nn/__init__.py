@@ -1,4 +1,5 @@
-"""Pure ``torch.nn`` modules (``bm.nn``): MLP blocks, per-domain BatchNorm, the autoencoder.
+"""Pure ``torch.nn`` modules (``bm.nn``): MLP blocks, per-domain BatchNorm, the autoencoder,
+the flux VAE with its null-space decoder.
 
 Modules compute and return their loss terms; they hold no data, no optimiser and no loop
 (the model classes in :mod:`bioml.tl` hold data and scaling; :mod:`bioml.train` trains).
@@ -6,6 +7,7 @@ Modules compute and return their loss terms; they hold no data, no optimiser and
 
 from ._autoencoder import Autoencoder, AutoencoderLoss
 from ._blocks import ACTIVATIONS, MLP, DomainBatchNorm1d, make_activation
+from ._flux import FluxVAELoss, FluxVAEModule
 from ._gan import (
     ConstrainedOutput,
     Generator,
@@ -15,6 +17,19 @@ from ._gan import (
     layer_spectral_norms,
 )
 
-__all__ = ["MLP", "DomainBatchNorm1d", "Autoencoder", "AutoencoderLoss", "make_activation", "ACTIVATIONS",
-           "OutputSpec", "ConstrainedOutput", "Generator", "SpectralNormCritic", "gradient_penalty",
-           "layer_spectral_norms"]
+__all__ = [
+    "MLP",
+    "DomainBatchNorm1d",
+    "Autoencoder",
+    "AutoencoderLoss",
+    "FluxVAEModule",
+    "FluxVAELoss",
+    "make_activation",
+    "ACTIVATIONS",
+    "OutputSpec",
+    "ConstrainedOutput",
+    "Generator",
+    "SpectralNormCritic",
+    "gradient_penalty",
+    "layer_spectral_norms",
+]

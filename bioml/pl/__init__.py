@@ -2,6 +2,7 @@
 
 from ._correction import batch_pvalues, confounding_heatmap
 from ._evaluation import confounding_sweep, embeddings, integration_metrics
+from ._flux import flux_latent, flux_marginals, flux_objective, flux_residuals
 from ._interface import feature_marginals, feature_projection, gan_training
 from ._qc import qc_metrics
 
@@ -20,6 +21,20 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["qc_metrics", "confounding_heatmap", "batch_pvalues", "training_history", "embedding"]
-__all__ += ["embeddings", "integration_metrics", "confounding_sweep"]
-__all__ += ["gan_training", "feature_marginals", "feature_projection"]
+__all__ = [
+    "qc_metrics",
+    "confounding_heatmap",
+    "batch_pvalues",
+    "training_history",
+    "embedding",
+    "embeddings",
+    "integration_metrics",
+    "confounding_sweep",
+    "flux_residuals",
+    "flux_marginals",
+    "flux_objective",
+    "flux_latent",
+    "gan_training",
+    "feature_marginals",
+    "feature_projection",
+]

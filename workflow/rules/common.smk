@@ -97,6 +97,15 @@ def interface_training_data():
     kind = "table" if config["interface"]["table"] else "simulated"
     return {"train": res(f"interface/train_{kind}.tsv"), "heldout": res(f"interface/heldout_{kind}.tsv")}
 
+def flux_table_input():
+    """The user's flux table (flux.source: table), else no input (cobra samples)."""
+    flux = config["flux"]
+    if flux["source"] == "table":
+        if not flux.get("table"):
+            raise ValueError("config flux.source is 'table' but flux.table is not set")
+        return flux["table"]
+    return []
+
 
 def final_outputs():
     """The targets of the default rule: every stage's outputs that exist so far."""
@@ -127,5 +136,11 @@ def final_outputs():
             res("interface/metrics.tsv"),
             res("interface/marginals.png"),
             res("interface/projection.png"),
+        ]
+    if config["flux"]["enabled"]:
+        targets += [
+            res(f"flux/{name}")
+            for name in ("model.pt", "loss.png", "metrics.tsv", "residuals.png", "marginals.png",
+                         "objective.png", "latent.png")
         ]
     return targets
