@@ -408,19 +408,30 @@ def _project_feasible(X, space, *, rtol, max_iter, center):
     x = X[active][:, free]
     if active.size:
         x = c + ((x - c) @ N) @ N.T  # start on the affine space
-    p = np.zeros_like(x)
-    it = 0
+    # Working arrays hold only the rows still outside the bounds (compacted as rows finish),
+    # so each iteration streams contiguous memory instead of gathering and scattering rows.
+    lo_t, hi_t = lb - tol, ub + tol
     rows = np.arange(active.size)
+    xw, pw = x, np.zeros_like(x)
+    it = 0
     while rows.size and it < max_iter:
-        bad = np.any((x[rows] < lb - tol) | (x[rows] > ub + tol), axis=1)
-        rows = rows[bad]
-        if not rows.size:
-            break
-        xr, pr = x[rows], p[rows]
-        y = np.clip(xr + pr, lo, hi)
-        p[rows] = xr + pr - y
-        x[rows] = c + ((y - c) @ N) @ N.T
+        bad = np.any((xw < lo_t) | (xw > hi_t), axis=1)
+        if not bad.all():
+            done = ~bad
+            x[rows[done]] = xw[done]
+            rows, xw, pw = rows[bad], xw[bad], pw[bad]
+            if not rows.size:
+                break
+        s = xw + pw
+        y = np.minimum(np.maximum(s, lo), hi)
+        np.subtract(s, y, out=s)
+        pw = s
+        y -= c
+        xw = (y @ N) @ N.T
+        xw += c
         it += 1
+    if rows.size:
+        x[rows] = xw
     n_retracted = 0
     if center is not None and rows.size:
         cen = np.asarray(center, dtype=np.float64)[free]
