@@ -11,8 +11,8 @@ not by bytes (file bytes hold timestamps and paths):
 - ``.tsv``/``.csv`` tables and ``.json`` files, column by column / key by key;
 - ``.pt`` files (torch payloads: weights and settings), tensor by tensor.
 
-Timing values (keys or columns named ``seconds``, ``*_seconds``, ``time``, ``elapsed``) are
-skipped. Figures (``.png``, ``.html``) are only checked to exist in both trees.
+Timing values (keys or columns named ``seconds``, ``*_seconds``, ``time``, ``elapsed``, and
+rows of tidy tables labelled like ``valid_samples_per_second``) are skipped. Figures (``.png``, ``.html``) are only checked to exist in both trees.
 
 The default tolerance is zero: the same seed on the same machine gives the same bits. Prints
 one line per file and, at the end, whether every value matched bitwise; exit status 1 on any
@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 TIMING = re.compile(r"(^|_)(seconds|time|elapsed|duration)$")
+# rows of tidy tables (metric, value) that hold a speed, e.g. flux's valid_samples_per_second
+TIMING_ROW = re.compile(r"(?:^|_)(?:seconds|per_second|time|elapsed|duration)$")
 SKIP_DIRS = {"benchmarks"}
 FIGURES = {".png", ".pdf", ".svg", ".html"}
 
@@ -86,6 +88,15 @@ class Diff:
             return self.fail(where, f"columns {list(a.columns)} vs {list(b.columns)}")
         if not a.index.equals(b.index):
             return self.fail(where, "index differs")
+        labels = [c for c in a.columns if a[c].dtype == object]
+        if labels:
+            def timing_rows(df):
+                return df[labels].astype(str).apply(lambda col: col.str.contains(TIMING_ROW)).any(axis=1)
+
+            ta, tb = timing_rows(a), timing_rows(b)
+            if not ta.equals(tb):
+                return self.fail(where, "timing rows differ")
+            a, b = a[~ta.to_numpy()], b[~tb.to_numpy()]
         for col in a.columns:
             if TIMING.search(str(col)):
                 continue
