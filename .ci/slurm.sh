@@ -101,6 +101,9 @@ data = gzip.compress(("\n".join(rows) + "\n").encode())
 (d / "bad.yaml").write_text(
     "run: ci_fail\n"
     f"data:\n  source: table\n  path: {d / 'expr.tsv.gz'}\n  sample_sheet: {d / 'samples.tsv'}\n"
+    # only the stages that read the table: the sweep, flux and interface jobs are independent
+    # of it and would finish (validly) beside the failing ingest job
+    "evaluation:\n  sweep_levels: []\nflux:\n  enabled: false\ninterface:\n  enabled: false\n"
 )
 EOF
 rm -rf results/ci_fail logs/ci_fail
