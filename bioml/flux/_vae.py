@@ -22,10 +22,10 @@ import torch
 from anndata import AnnData
 
 from ..errors import ConfigError, InputError, TrainingError
-from ..io._atomic import atomic_path
 from ..nn import FluxVAEModule
 from ..nn._flux import CONSTRAINTS
 from ..train import StepContext, Trainer, TrainingModule, make_optimizer, make_scheduler
+from ..train._files import load_payload, save_payload
 from ._network import FeasibleSpace, FluxNetwork, mass_balance_residual, project_feasible, within_bounds
 from ._sampling import fixed_reactions, flux_anndata
 
@@ -482,20 +482,12 @@ class FluxVAE:
             "train_params": {k: ("None" if v is None else v) for k, v in self.train_params.items()},
             "history": {c: [float(v) for v in self.history[c]] for c in self.history.columns},
         }
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-        return path
+        return save_payload(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FluxVAE:
         """Load a model written by :meth:`save` (on the CPU; no null space is recomputed)."""
-        try:
-            p = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001
-            raise InputError(f"cannot read flux VAE model '{path}': {err}") from err
-        if not isinstance(p, dict) or p.get("format") != _SAVE_FORMAT:
-            raise InputError(f"'{path}' is not a bioml flux VAE model file")
+        p = load_payload(path, _SAVE_FORMAT, "flux VAE model")
         d = p["network"]
         net = FluxNetwork(reactions=list(d["reactions"]), metabolites=list(d["metabolites"]),
                           S=d["S"].numpy(), lb=d["lb"].numpy(), ub=d["ub"].numpy(),

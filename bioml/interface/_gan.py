@@ -39,9 +39,9 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigError, InputError
-from ..io._atomic import atomic_path
 from ..nn import Generator, OutputSpec, SpectralNormCritic, gradient_penalty, layer_spectral_norms
 from ..train import StepContext, Trainer, TrainingModule, make_optimizer
+from ..train._files import load_payload, save_payload
 from ._features import FEATURE_NAMES, FEATURES
 from ._table import validate_feature_table
 
@@ -360,20 +360,12 @@ class InterfaceGAN:
                              for k, v in self.train_params.items()},
             "history": {c: [float(v) for v in self.history[c]] for c in self.history.columns},
         }
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-        return path
+        return save_payload(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> InterfaceGAN:
         """Load a model written by :meth:`save` (on the CPU)."""
-        try:
-            p = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001
-            raise InputError(f"cannot read interface GAN '{path}': {err}") from err
-        if not isinstance(p, dict) or p.get("format") != _SAVE_FORMAT:
-            raise InputError(f"'{path}' is not a bioml interface GAN file")
+        p = load_payload(path, _SAVE_FORMAT, "interface GAN")
         if list(p["features"]) != list(FEATURE_NAMES):
             raise InputError(f"'{path}' was trained on other features than this bioml version's")
         self = cls(seed=p["seed"], **p["config"])

@@ -25,9 +25,9 @@ from anndata import AnnData
 from scipy import sparse
 
 from ..errors import ConfigError, InputError
-from ..io._atomic import atomic_path
 from ..nn import Autoencoder
 from ..train import StepContext, Trainer, TrainingModule, make_optimizer, make_scheduler
+from ..train._files import load_payload, save_payload
 
 __all__ = ["AutoencoderModel", "autoencoder", "anomaly_threshold"]
 
@@ -402,20 +402,12 @@ class AutoencoderModel:
             "train_params": _plain(self.train_params),
             "history": {c: [float(v) for v in self.history[c]] for c in self.history.columns},
         }
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-        return path
+        return save_payload(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AutoencoderModel:
         """Load a model written by :meth:`save` (on the CPU)."""
-        try:
-            p = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001
-            raise InputError(f"cannot read autoencoder model '{path}': {err}") from err
-        if not isinstance(p, dict) or p.get("format") != _SAVE_FORMAT:
-            raise InputError(f"'{path}' is not a bioml autoencoder model file")
+        p = load_payload(path, _SAVE_FORMAT, "autoencoder model")
         self = cls(seed=p["seed"], **p["config"])
         self.genes = list(p["genes"])
         self.layer = p["layer"]
