@@ -12,7 +12,8 @@ not by bytes (file bytes hold timestamps and paths):
 - ``.pt`` files (torch payloads: weights and settings), tensor by tensor.
 
 Timing values (keys or columns named ``seconds``, ``*_seconds``, ``time``, ``elapsed``, and
-rows of tidy tables labelled like ``valid_samples_per_second``) are skipped. Figures (``.png``, ``.html``) are only checked to exist in both trees.
+rows of tidy tables labelled like ``valid_samples_per_second``) are skipped. Figures
+(``.png``, ``.html``) are only checked to exist in both trees.
 
 The default tolerance is zero: the same seed on the same machine gives the same bits. Prints
 one line per file and, at the end, whether every value matched bitwise; exit status 1 on any

@@ -80,7 +80,11 @@ def distribution_metrics(generated, reference, *, train=None, names=None, seed: 
         ``mean_error_max`` (``|mean_gen - mean_ref|`` in training standard deviations),
         ``sd_rel_error_median`` / ``sd_rel_error_max`` (``|sd_gen - sd_ref| / sd_ref``),
         ``corr_of_corr`` (Pearson correlation of the upper triangles of the two
-        reaction-reaction correlation matrices), ``mmd2``, ``mmd_pvalue``, ``n_reactions``.
+        reaction-reaction correlation matrices), ``mmd2``, ``mmd_pvalue``, ``n_reactions``;
+        with ``train``, also ``nn_train_ratio``: the median distance from a generated row
+        to its nearest training row over the same median for the reference rows (about 1
+        for a generator that makes new samples; near 0 for one that replays its training
+        data, which the other statistics alone would reward).
     """
     G, R = _X(generated), _X(reference)
     T = R if train is None else _X(train)
@@ -106,14 +110,31 @@ def distribution_metrics(generated, reference, *, train=None, names=None, seed: 
     coc = float(np.corrcoef(cg, cr)[0, 1]) if usable else float("nan")
     m = mmd(Gs, Rs, n_permutations=n_permutations, seed=seed, max_n=max_n)
     worst = int(np.argmax(ks["ks"].to_numpy()))
+    extra = {}
+    if train is not None:
+        Ts = (T[:, keep] - mu[keep]) / sd[keep]
+        extra["nn_train_ratio"] = _nn_train_ratio(Gs, Rs, Ts, max_n=max_n, seed=seed)
     return {
         "ks_median": float(ks["ks"].median()), "ks_max": float(ks["ks"].max()),
         "ks_worst": str(ks["feature"].iloc[worst]),
         "mean_error_median": float(np.median(mean_err)), "mean_error_max": float(mean_err.max()),
         "sd_rel_error_median": float(np.median(sd_err)), "sd_rel_error_max": float(sd_err.max()),
         "corr_of_corr": coc, "mmd2": float(m["mmd2"]), "mmd_pvalue": float(m["pvalue"]),
-        "n_reactions": int(keep.sum()),
+        "n_reactions": int(keep.sum()), **extra,
     }
+
+
+def _nn_train_ratio(G: np.ndarray, R: np.ndarray, T: np.ndarray, *, max_n: int, seed: int) -> float:
+    """Median nearest-training-row distance of ``G`` over that of ``R`` (standardised rows;
+    each set subsampled to ``max_n`` rows)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(seed)
+    sub = lambda A: A[rng.choice(A.shape[0], max_n, replace=False)] if A.shape[0] > max_n else A  # noqa: E731
+    nn = NearestNeighbors(n_neighbors=1).fit(T)
+    dg = float(np.median(nn.kneighbors(sub(G))[0]))
+    dr = float(np.median(nn.kneighbors(sub(R))[0]))
+    return dg / dr if dr > 0 else float("nan")
 
 
 def evaluate(generated, heldout, noise, network: FluxNetwork, *, train=None, rtol: float = 1e-6,

@@ -35,6 +35,8 @@ log = logging.getLogger("bioml.flux")
 
 _SAVE_FORMAT = "bioml.flux.FluxVAE/1"
 
+PRIORS = ("gmm", "aggregate", "standard")
+
 
 class _FluxVAEPlan(TrainingModule):
     """Training plan: one optimiser; the ELBO with KL warm-up plus the feasibility penalties."""
@@ -108,11 +110,21 @@ class FluxVAE:
     rtol
         Bound tolerance relative to each reaction's bound range (feasibility checks).
     prior
-        The latent distribution that :meth:`sample` draws from: ``"aggregate"`` (default)
-        a full-covariance Gaussian fitted after training to the posterior draws of the
-        training samples (a VAE trained with ``beta < 1`` has an aggregate posterior
-        narrower than N(0, I), and decoding N(0, I) draws then over- or under-disperses the
-        fluxes); ``"standard"``: N(0, I).
+        The latent distribution that :meth:`sample` draws from, fitted after training to
+        posterior draws of the training samples (ex-post density estimation, Ghosh et al.
+        2020, "From variational to deterministic autoencoders"):
+
+        - ``"gmm"`` (default): a Gaussian mixture with ``prior_components`` full-covariance
+          components (:class:`sklearn.mixture.GaussianMixture`). The aggregate posterior
+          of a trained VAE is far from Gaussian; on the textbook model the mixture brings
+          the generated fluxes much closer to held-out OptGP samples than one Gaussian
+          (KS median 0.08-0.10 vs 0.11-0.13, MMD^2 about half) while the generated
+          vectors stay about as far from their nearest training sample as fresh OptGP
+          draws do (``nn_train_ratio`` about 0.9; ``benchmarks/bench_flux.py``);
+        - ``"aggregate"``: one full-covariance Gaussian;
+        - ``"standard"``: N(0, I), nothing fitted.
+    prior_components
+        Components of the ``"gmm"`` prior (at most one per 50 posterior draws).
     seed
         Seeds the weight initialisation and the training run.
 
@@ -131,7 +143,7 @@ class FluxVAE:
                  hidden: Sequence[int] = (128, 128), activation: str = "relu", dropout: float = 0.0,
                  batch_norm: bool = False, beta: float = 1.0, kl_warmup_epochs: int = 10,
                  mass_balance_weight: float = 1.0, bounds_weight: float = 100.0, fixed_atol: float = 1e-9,
-                 rtol: float = 1e-6, prior: str = "aggregate", seed: int = 0):
+                 rtol: float = 1e-6, prior: str = "gmm", prior_components: int = 40, seed: int = 0):
         if constraint not in CONSTRAINTS:
             raise ConfigError(f"constraint must be one of {CONSTRAINTS}, got {constraint!r}")
         if beta < 0 or mass_balance_weight < 0 or bounds_weight < 0:
@@ -144,9 +156,15 @@ class FluxVAE:
         self.loss_config = dict(beta=float(beta), kl_warmup_epochs=int(kl_warmup_epochs),
                                 mass_balance_weight=float(mass_balance_weight),
                                 bounds_weight=float(bounds_weight))
-        if prior not in ("standard", "aggregate"):
-            raise ConfigError(f"prior must be 'standard' or 'aggregate', got {prior!r}")
+        if prior not in PRIORS:
+            raise ConfigError(f"prior must be one of {PRIORS}, got {prior!r}")
+        if int(prior_components) < 1:
+            raise ConfigError(f"prior_components must be >= 1, got {prior_components}")
         self.prior = prior
+        self.prior_components = int(prior_components)
+        # the fitted prior: mixture weights (k,), means (k, latent), Cholesky factors of the
+        # covariances (k, latent, latent); None for the standard normal
+        self.prior_weights: np.ndarray | None = None
         self.prior_mean: np.ndarray | None = None
         self.prior_chol: np.ndarray | None = None
         self.fixed_atol = float(fixed_atol)
@@ -282,7 +300,7 @@ class FluxVAE:
         )
         self.history = self.trainer.fit(plan, {"X": X})
         self.module.to("cpu").eval()
-        if self.prior == "aggregate":
+        if self.prior != "standard":
             self._fit_prior(adata)
         self.train_params = dict(
             epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
@@ -293,16 +311,47 @@ class FluxVAE:
         return self
 
     @torch.no_grad()
-    def _fit_prior(self, adata: AnnData) -> None:
-        """Fit the generation prior: a full-covariance Gaussian to the training posterior
-        draws (mean + standard deviation times noise; float64)."""
+    def _fit_prior(self, adata: AnnData, draws_per_sample: int = 3) -> None:
+        """Fit the generation prior (see ``prior``) to ``draws_per_sample`` posterior draws
+        (mean + standard deviation times noise) of every training sample, in float64."""
         X = self._fluxes(adata)[:, self.space.free]
         mu, logvar = self.module.eval().encode(torch.from_numpy(X.astype(np.float32)))
         gen = torch.Generator().manual_seed(self.seed)
-        z = (mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)).double().numpy()
-        cov = np.atleast_2d(np.cov(z, rowvar=False)) + 1e-9 * np.eye(z.shape[1])
-        self.prior_mean = z.mean(axis=0)
-        self.prior_chol = np.linalg.cholesky(cov)
+        sd = torch.exp(0.5 * logvar)
+        z = torch.cat([mu + sd * torch.randn(mu.shape, generator=gen) for _ in range(draws_per_sample)])
+        z = z.double().numpy()
+        d = z.shape[1]
+        k = min(self.prior_components, max(1, z.shape[0] // 50)) if self.prior == "gmm" else 1
+        if k == 1:
+            cov = np.atleast_2d(np.cov(z, rowvar=False)) + 1e-9 * np.eye(d)
+            self.prior_weights = np.ones(1)
+            self.prior_mean = z.mean(axis=0)[None, :]
+            self.prior_chol = np.linalg.cholesky(cov)[None, :, :]
+            return
+        from sklearn.mixture import GaussianMixture
+
+        gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, random_state=self.seed).fit(z)
+        self.prior_weights = gmm.weights_ / gmm.weights_.sum()
+        self.prior_mean = gmm.means_
+        self.prior_chol = np.linalg.cholesky(gmm.covariances_)
+
+    def draw_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:
+        """``n`` draws (float32, ``n x latent``) from the fitted prior (N(0, I) if none)."""
+        self._require_module()
+        gen = torch.Generator().manual_seed(int(seed))
+        eps = torch.randn(int(n), self.module.latent, generator=gen, dtype=torch.float64)
+        if self.prior_mean is None:
+            return eps.float()
+        w = torch.from_numpy(np.asarray(self.prior_weights, dtype=np.float64))
+        comp = torch.multinomial(w, int(n), replacement=True, generator=gen) if n else \
+            torch.zeros(0, dtype=torch.long)
+        z = torch.empty_like(eps)
+        means = torch.from_numpy(np.asarray(self.prior_mean, dtype=np.float64))
+        chols = torch.from_numpy(np.asarray(self.prior_chol, dtype=np.float64))
+        for c in torch.unique(comp).tolist():
+            rows = comp == c
+            z[rows] = means[c] + eps[rows] @ chols[c].T
+        return z.float()
 
     def _require_module(self):
         if self.module is None:
@@ -329,11 +378,7 @@ class FluxVAE:
         Returns ``(fluxes, latent, within_bounds_before_projection, projection_info)``.
         """
         self._require_module()
-        gen = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(int(n), self.module.latent, generator=gen, dtype=torch.float64)
-        if self.prior_mean is not None:
-            z = torch.from_numpy(self.prior_mean) + z @ torch.from_numpy(self.prior_chol).T
-        z = z.float()
+        z = self.draw_latent(n, seed=seed)
         X = self._decode(z)
         ok_raw = within_bounds(X, self.network.lb, self.network.ub, rtol=self.rtol)
         info: dict[str, Any] = dict(iterations=0, within_before=float(ok_raw.mean()) if n else 1.0,
@@ -468,6 +513,8 @@ class FluxVAE:
             "fixed_atol": self.fixed_atol,
             "rtol": self.rtol,
             "prior": self.prior,
+            "prior_components": self.prior_components,
+            "prior_weights": None if self.prior_weights is None else torch.from_numpy(self.prior_weights),
             "prior_mean": None if self.prior_mean is None else torch.from_numpy(self.prior_mean),
             "prior_chol": None if self.prior_chol is None else torch.from_numpy(self.prior_chol),
             "seed": self.seed,
@@ -493,10 +540,14 @@ class FluxVAE:
                           S=d["S"].numpy(), lb=d["lb"].numpy(), ub=d["ub"].numpy(),
                           objective=dict(d["objective"]), model_id=d["model_id"])
         self = cls(net, seed=p["seed"], fixed_atol=p["fixed_atol"], rtol=p["rtol"], prior=p["prior"],
+                   prior_components=p.get("prior_components", 1),
                    **p["config"], **p["loss_config"])
-        if p["prior_mean"] is not None:
-            self.prior_mean = p["prior_mean"].numpy()
-            self.prior_chol = p["prior_chol"].numpy()
+        if p["prior_mean"] is not None:  # files from before the mixture prior hold one Gaussian
+            self.prior_mean = p["prior_mean"].numpy().reshape(-1, int(p["config"]["latent"]))
+            d = self.prior_mean.shape[1]
+            self.prior_chol = p["prior_chol"].numpy().reshape(-1, d, d)
+            w = p.get("prior_weights")
+            self.prior_weights = np.ones(1) if w is None else w.numpy()
         s = p["space"]
         self.space = FeasibleSpace.from_arrays(net, s["fixed"].numpy(), s["values"].numpy(),
                                                s["v0"].numpy(), s["N"].numpy(),

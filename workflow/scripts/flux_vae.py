@@ -20,7 +20,8 @@ def main(snakemake):
         flux["model"], constraint=flux["constraint"], latent=flux["latent"], hidden=tuple(flux["hidden"]),
         activation=flux["activation"], beta=flux["beta"], kl_warmup_epochs=flux["kl_warmup_epochs"],
         mass_balance_weight=flux["mass_balance_weight"], bounds_weight=flux["bounds_weight"],
-        rtol=flux["rtol"], seed=int(snakemake.params.seed),
+        rtol=flux["rtol"], prior=flux["prior"], prior_components=flux["prior_components"],
+        seed=int(snakemake.params.seed),
     )
     ckpt = train.get("checkpoint_dir")
     vae.fit(
