@@ -118,7 +118,7 @@ class FluxVAE:
           components (:class:`sklearn.mixture.GaussianMixture`). The aggregate posterior
           of a trained VAE is far from Gaussian; on the textbook model the mixture brings
           the generated fluxes much closer to held-out OptGP samples than one Gaussian
-          (KS median 0.08-0.10 vs 0.11-0.13, MMD^2 about half) while the generated
+          (KS median 0.08-0.10 vs 0.11-0.13, MMD^2 0.004-0.006 vs 0.008-0.010) while the generated
           vectors stay about as far from their nearest training sample as fresh OptGP
           draws do (``nn_train_ratio`` about 0.9; ``benchmarks/bench_flux.py``);
         - ``"aggregate"``: one full-covariance Gaussian;
