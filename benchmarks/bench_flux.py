@@ -39,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bioml as bm  # noqa: E402
 
 
-def one_gauss(vae, n, seed):
+def one_gauss(vae, train, n, seed):
     """The same trained VAE sampled through a single Gaussian prior (the ``aggregate``
     prior), for the mixture prior's effect alone."""
     keep = (vae.prior, vae.prior_weights, vae.prior_mean, vae.prior_chol)
     vae.prior = "aggregate"
-    vae._fit_prior(vae._train_adata)
+    vae._fit_prior(train)
     try:
         return vae.sample(n, seed=seed + 7, project=True, reject=True).X
     finally:
@@ -74,7 +74,6 @@ def main(argv=None):
 
     vae = bm.flux.FluxVAE(net, seed=args.seed)
     t0 = time.perf_counter()
-    vae._train_adata = train
     vae.fit(train, epochs=args.epochs, batch_size=128, lr=2e-3, device="cpu", progress=False)
     fit_s = time.perf_counter() - t0
     print(f"VAE: null-space dimension {vae.space.dim}, {int(vae.space.fixed.sum())} fixed reactions, "
@@ -123,7 +122,7 @@ def main(argv=None):
         "flux VAE (projection + pull, no rejection)": proj.X,
         "flux VAE (rejection only)": gen_rej.X[:m],
         "flux VAE (raw decoder)": raw.X,
-        "flux VAE, one-Gaussian prior (projection + rejection)": one_gauss(vae, m, args.seed),
+        "flux VAE, one-Gaussian prior (projection + rejection)": one_gauss(vae, train, m, args.seed),
         "convex mixtures (trivial)": bm.flux.convex_mixtures(train, m, seed=args.seed),
         "null-space Gaussian (trivial)": bm.flux.nullspace_gaussian(train, vae.space, m, seed=args.seed),
     }
