@@ -9,7 +9,8 @@ import torch
 import bioml as bm
 from bioml.errors import ConfigError, InputError
 from bioml.metrics import silhouette_batch, silhouette_label
-from bioml.nn import MLP, Autoencoder, DomainBatchNorm1d
+from bioml.nn import MLP, Autoencoder, DomainBatchNorm1d, Dropout
+from bioml.nn._autoencoder import _OutputMSE
 from bioml.tl import AutoencoderModel, anomaly_threshold, autoencoder
 
 FAST = dict(hidden=(128, 32), latent=8, epochs=25, batch_size=64, lr=3e-3, device="cpu", progress=False)
@@ -115,6 +116,65 @@ def test_mlp_and_module_shapes():
         ae(torch.randn(6, 10))
     with pytest.raises(ConfigError):
         MLP(3, [2], activation="swishy")
+
+
+def test_fused_output_loss_matches_the_generic_chain():
+    """The fused output layer + loss: loss, recon and every gradient equal Linear + mse_loss
+    (float64), and gradcheck passes with a second use of the residual and a grad on x."""
+    torch.manual_seed(0)
+    ae = Autoencoder(30, hidden=(8,), latent=3, dropout=0.0).double()
+    ae.mean.copy_(torch.randn(30))
+    ae.scale.copy_(torch.rand(30) + 0.5)
+    x = torch.randn(16, 30, dtype=torch.double)
+    out = ae(x)
+    out.loss.backward()
+    fused = [p.grad.clone() for p in ae.parameters()]
+    ae.zero_grad()
+    xs = (x - ae.mean) / ae.scale
+    xhat = ae.to_output(ae.decoder(ae.to_latent(ae.encoder(xs, None)), None))
+    ref = torch.nn.functional.mse_loss(xhat, xs)
+    ref.backward()
+    torch.testing.assert_close(out.loss, ref)
+    torch.testing.assert_close(out.xhat, xhat)
+    torch.testing.assert_close(out.recon, (xhat - xs).pow(2).mean(1))
+    for got, want in zip(fused, [p.grad for p in ae.parameters()]):
+        torch.testing.assert_close(got, want)
+
+    h = torch.randn(5, 3, dtype=torch.double, requires_grad=True)
+    w = torch.randn(4, 3, dtype=torch.double, requires_grad=True)
+    b = torch.randn(4, dtype=torch.double, requires_grad=True)
+    xx = torch.randn(5, 4, dtype=torch.double, requires_grad=True)
+    shift, inv = torch.randn(4, dtype=torch.double), torch.rand(4, dtype=torch.double) + 0.5
+
+    def f(h, w, b, xx):
+        loss, r = _OutputMSE.apply(h, w, b, xx, shift, inv)
+        return loss + r.pow(3).sum()
+
+    assert torch.autograd.gradcheck(f, (h, w, b, xx))
+    assert torch.autograd.gradcheck(lambda *a: _OutputMSE.apply(*a, shift, inv)[0], (h, w, b, xx))
+
+
+def test_cpu_dropout_mask():
+    """16-bit-lane dropout: drop rate p (to 1/65536), unbiased, seeded, nn.Dropout in eval."""
+    d = Dropout(0.3)
+    torch.manual_seed(1)
+    y = d(torch.ones(1000, 500))
+    torch.manual_seed(1)
+    assert torch.equal(y, d(torch.ones(1000, 500)))
+    dropped = (y == 0).double().mean()
+    assert abs(float(dropped) - round(0.3 * 65536) / 65536) < 4 * (0.3 * 0.7 / 5e5) ** 0.5
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    scale = torch.tensor(65536 / (65536 - round(0.3 * 65536)), dtype=torch.float32)
+    assert torch.equal(torch.unique(y), torch.stack([torch.tensor(0.0), scale]))
+    kept = (y != 0).double().reshape(-1)
+    assert abs(float(torch.corrcoef(torch.stack([kept[:-1], kept[1:]]))[0, 1])) < 0.01
+    x = torch.randn(7, 3, requires_grad=True)
+    torch.manual_seed(2)
+    out = d(x)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, (out / x).detach())  # gradient = the mask
+    d.eval()
+    assert torch.equal(d(x), x)
 
 
 def test_domain_bn_vs_plain_bn_metrics_in_range():

@@ -6,7 +6,7 @@ Modules compute and return their loss terms; they hold no data, no optimiser and
 """
 
 from ._autoencoder import Autoencoder, AutoencoderLoss
-from ._blocks import ACTIVATIONS, MLP, DomainBatchNorm1d, make_activation
+from ._blocks import ACTIVATIONS, MLP, DomainBatchNorm1d, Dropout, make_activation
 from ._flux import FluxVAELoss, FluxVAEModule
 from ._gan import (
     ConstrainedOutput,
@@ -20,6 +20,7 @@ from ._gan import (
 __all__ = [
     "MLP",
     "DomainBatchNorm1d",
+    "Dropout",
     "Autoencoder",
     "AutoencoderLoss",
     "FluxVAEModule",

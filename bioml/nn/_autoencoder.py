@@ -14,6 +14,54 @@ from ._blocks import MLP
 __all__ = ["Autoencoder", "AutoencoderLoss"]
 
 
+class _OutputMSE(torch.autograd.Function):
+    """The output layer and the loss in one: ``r = h W^T + b - (x - mean) / scale`` and
+    ``loss = mean(r ** 2)``; returns ``(loss, r)``.
+
+    Written out because the generic chain (``Linear`` then ``mse_loss``) costs, on the
+    ``N x genes`` tensors, a bias copy, a subtraction, the loss's own temporaries forward
+    and a zero-filled gradient plus a scaling pass backward. Here ``b - x_std`` is made in
+    one pass and the product is accumulated into it in place (``addmm_``); the loss is one
+    BLAS ``dot``; backward scales only the small products (``r W``, ``r^T h``) and the
+    column sums of ``r``. Exact up to floating-point rounding order.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, x, shift, inv):  # noqa: D102
+        r = torch.addcmul(bias - shift, x, -inv)  # b - (x * inv + shift)
+        r.addmm_(h, weight.t())
+        flat = r.view(-1)
+        loss = torch.dot(flat, flat) / flat.numel()
+        ctx.save_for_backward(h, weight, r, inv)
+        ctx.set_materialize_grads(False)  # r usually has no gradient: no zero tensor for it
+        return loss, r
+
+    @staticmethod
+    def backward(ctx, g_loss, g_r):  # noqa: D102
+        h, weight, r, inv = ctx.saved_tensors
+        s = (0.0 if g_loss is None else g_loss) * (2.0 / r.numel())
+        gr = g_r  # gradient reaching r from other uses (recon), usually None
+        need = ctx.needs_input_grad
+        gh = gw = gb = gx = None
+        if need[0]:
+            gh = torch.mm(r, weight).mul_(s)
+            if gr is not None:
+                gh.add_(torch.mm(gr, weight))
+        if need[1]:
+            gw = torch.mm(r.t(), h).mul_(s)
+            if gr is not None:
+                gw.add_(torch.mm(gr.t(), h))
+        if need[2]:
+            gb = r.sum(0).mul_(s)
+            if gr is not None:
+                gb.add_(gr.sum(0))
+        if need[3]:
+            gx = r * (-s * inv)
+            if gr is not None:
+                gx.addcmul_(gr, -inv)
+        return gh, gw, gb, gx, None, None
+
+
 @dataclass
 class AutoencoderLoss:
     """Loss terms of one forward pass.
@@ -22,11 +70,14 @@ class AutoencoderLoss:
     ----------
     loss
         The scalar training objective: the mean squared error over samples and genes in
-        the standardised space (one fused ``mse_loss`` kernel, forward and backward).
+        the standardised space.
     z
         Latent coordinates ``(N, latent)``.
-    xhat, target
-        Reconstruction and standardised input ``(N, genes)``.
+    residual, target
+        Reconstruction minus standardised input, and the standardised input ``(N, genes)``
+        (float32 or wider).
+    xhat
+        The reconstruction, ``residual + target`` (computed when read).
     recon
         Per-sample reconstruction error, ``mean_g (x_g - xhat_g)^2`` in the standardised
         space (shape ``(N,)``); the anomaly score of :func:`bioml.tl.autoencoder`. Computed
@@ -43,12 +94,16 @@ class AutoencoderLoss:
 
     loss: torch.Tensor
     z: torch.Tensor
-    xhat: torch.Tensor
+    residual: torch.Tensor
     target: torch.Tensor
 
     @property
+    def xhat(self) -> torch.Tensor:  # noqa: D102
+        return self.residual + self.target
+
+    @property
     def recon(self) -> torch.Tensor:  # noqa: D102
-        return (self.xhat.float() - self.target.float()).pow(2).mean(dim=1)
+        return self.residual.pow(2).mean(dim=1)
 
 
 class Autoencoder(nn.Module):
@@ -129,16 +184,27 @@ class Autoencoder(nn.Module):
     def forward(self, x: torch.Tensor, domain: torch.Tensor | None = None) -> AutoencoderLoss:
         """Encode, decode and return the loss terms (:class:`AutoencoderLoss`).
 
-        The elementwise work on the ``N x genes`` tensors is kept to two fused passes
-        forward (standardisation, ``mse_loss``) and one backward: at SCVI's size this model
-        is bound by those passes as much as by its matmuls (``benchmarks/bench_autoencoder.py``).
+        The output layer and the loss run as one autograd function that keeps the
+        elementwise work on the ``N x genes`` tensors to two passes forward (standardising
+        ``x`` for the encoder; ``bias - x_std`` into which the output product is
+        accumulated) and a ``dot``, and to one column sum backward: at SCVI's size this
+        model is bound by those passes as much as by its matmuls
+        (``benchmarks/bench_autoencoder.py``).
         """
         domain = self._domain(domain)
         xs = self.standardise(x)
         z = self.to_latent(self.encoder(xs, domain))
-        xhat = self.to_output(self.decoder(z, domain))
-        loss = nn.functional.mse_loss(xhat.float(), xs.float())
-        return AutoencoderLoss(loss=loss, z=z, xhat=xhat, target=xs)
+        h = self.decoder(z, domain)
+        out = self.to_output
+        if (x.dtype == h.dtype == out.weight.dtype and x.dim() == 2
+                and not torch.is_autocast_enabled(x.device.type)):
+            inv = 1.0 / self.scale
+            loss, residual = _OutputMSE.apply(h, out.weight, out.bias, x, -self.mean * inv, inv)
+        else:  # autocast (bf16 on CUDA) or mixed dtypes: the generic chain, loss in float32
+            xs = xs.float()
+            residual = out(h).float() - xs
+            loss = residual.pow(2).mean()
+        return AutoencoderLoss(loss=loss, z=z, residual=residual, target=xs)
 
     def flops_per_sample(self) -> int:
         """Multiply-add FLOPs (2 per MAC) of one forward pass through the Linear layers."""
