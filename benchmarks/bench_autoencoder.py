@@ -8,7 +8,10 @@ Prints one table, all rows measured in the same run on the same matrix (decision
 - an SCVI-sized autoencoder (one hidden layer of 128, latent 10) through the engine, at
   ``--batch-size`` and at ``--large-batch`` (SCVI itself trains at its default, 128);
 - optionally scvi-tools' SCVI with its defaults (``--scvi-python`` pointing at a separate
-  environment's python that has scvi-tools; it is not a dependency of bioml);
+  environment's python that has scvi-tools; it is not a dependency of bioml), also at the
+  large batch, and once more with glibc's malloc thresholds set as the engine sets them
+  for CPU training (``bioml.train.tune_cpu_allocator``; process-wide, so the DataLoader
+  row has them too), to separate the engine's gain from the allocator's;
 - the model's training FLOPs per cell (3x the forward Linear FLOPs) and the achieved
   FLOP/s beside ``torch.matmul`` at the model's own layer shapes and batch size (forward,
   grad-input and grad-weight products) and a 4096 x 4096 product;
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bioml.nn import Autoencoder  # noqa: E402
 from bioml.train import Trainer, TrainingModule, make_optimizer, resolve_device  # noqa: E402
+from bioml.train._alloc import MMAP_THRESHOLD, TRIM_THRESHOLD  # noqa: E402
 
 
 class Plan(TrainingModule):
@@ -61,7 +66,7 @@ def engine_run(X, hidden, latent, args, device):
     h = h.iloc[1:] if len(h) > 1 else h  # first epoch warms up
     secs = float(h["seconds"].median())
     share = float((h["data_seconds"] / h["seconds"]).median())
-    return X.shape[0] / secs, share, module, tr.data_mode
+    return X.shape[0] / secs, share, module, f"{tr.data_mode}, malloc {tr.allocator or 'as is'}"
 
 
 def dataloader_run(X, hidden, latent, args, device):
@@ -139,29 +144,48 @@ def big_matmul(device, dtype, n=4096, reps=5):
     return 2 * n**3 / _time(lambda: torch.matmul(a, b), reps, device)
 
 
-def scvi_run(X, args, batch_size=128):
+def scvi_run(X, args, batch_size=128, tuned_malloc=False):
     """SCVI with defaults (batch size 128 unless given), in another python (a throwaway
-    venv with scvi-tools)."""
+    venv with scvi-tools); ``tuned_malloc``: with glibc's malloc thresholds set (through
+    its environment variables) as the engine's ``tune_cpu_allocator`` sets them.
+
+    Timed per epoch by a Lightning callback and summarised as the engine rows are (first
+    epoch dropped, median of the rest), so SCVI's set-up and warm-up do not count."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "x.npy"
         np.save(path, np.round(np.expm1(X)).astype(np.float32))  # SCVI wants counts
         code = f"""
 import time, numpy as np, anndata as ad, scvi, torch, json
+from lightning.pytorch import Callback
 torch.set_num_threads({torch.get_num_threads()})
+
+class EpochTimer(Callback):
+    def __init__(self):
+        self.seconds = []
+    def on_train_epoch_start(self, trainer, module):
+        self.t0 = time.perf_counter()
+    def on_train_epoch_end(self, trainer, module):
+        self.seconds.append(time.perf_counter() - self.t0)
+
 a = ad.AnnData(np.load({str(path)!r}))
 scvi.model.SCVI.setup_anndata(a)
 m = scvi.model.SCVI(a)
-t = time.perf_counter()
+timer = EpochTimer()
 m.train(max_epochs={args.epochs}, accelerator={'"gpu"' if args.device.startswith('cuda') else '"cpu"'},
-        enable_progress_bar=False, train_size=1.0, early_stopping=False, batch_size={batch_size})
-print(json.dumps({{"seconds": time.perf_counter() - t}}))
+        enable_progress_bar=False, train_size=1.0, early_stopping=False, batch_size={batch_size},
+        callbacks=[timer])
+print(json.dumps({{"seconds": timer.seconds}}))
 """
-        res = subprocess.run([args.scvi_python, "-c", code], capture_output=True, text=True)
+        env = dict(os.environ)
+        if tuned_malloc:
+            env.update(MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD), MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD))
+        res = subprocess.run([args.scvi_python, "-c", code], capture_output=True, text=True, env=env)
         if res.returncode != 0:
             print(f"scvi-tools run failed:\n{res.stderr[-2000:]}", file=sys.stderr)
             return None
         secs = json.loads(res.stdout.strip().splitlines()[-1])["seconds"]
-        return X.shape[0] * args.epochs / secs
+        secs = secs[1:] if len(secs) > 1 else secs
+        return X.shape[0] / float(np.median(secs))
 
 
 def main():
@@ -193,6 +217,7 @@ def main():
     dataloader_run(X[: min(len(X), 8192)], (512, 128), 32, warm, device)
     rows = []
     cps, share, module, mode = engine_run(X, (512, 128), 32, args, device)
+    alloc = mode.rsplit("malloc ", 1)[-1]
     rows.append(("bioml engine, AE 2000-512-128-32", cps, share, f"data path: {mode}"))
     dl_cps, dl_share = dataloader_run(X, (512, 128), 32, args, device)
     rows.append(("DataLoader(TensorDataset), same AE", dl_cps, dl_share, "shuffle=True"))
@@ -208,6 +233,10 @@ def main():
     scvi_big = scvi_run(X, args, args.large_batch) if (args.scvi_python and args.large_batch) else None
     if scvi_big:
         rows.append(("scvi-tools SCVI (defaults)", scvi_big, None, f"measured, batch {args.large_batch}"))
+    scvi_tuned = scvi_run(X, args, tuned_malloc=True) if (args.scvi_python and alloc == "tuned") else None
+    if scvi_tuned:
+        rows.append(("scvi-tools SCVI (defaults)", scvi_tuned, None,
+                     "batch 128, engine's malloc thresholds"))
 
     print(f"\n{'row':44s} {'cells/s':>10s} {'data share':>10s}  note")
     for name, c, s, note in rows:
@@ -232,6 +261,8 @@ def main():
     if scvi_cps and args.large_batch:
         ratio += f" ({l_cps / scvi_cps:.1f}x with the engine at batch {args.large_batch}"
         ratio += f"; {l_cps / scvi_big:.1f}x with both at batch {args.large_batch})" if scvi_big else ")"
+    if scvi_tuned:
+        ratio += f"; {s_cps / scvi_tuned:.1f}x SCVI run with the engine's malloc thresholds"
     print("\ntargets: SCVI-sized AE >= 10x SCVI:" + ratio +
           f"; default AE >= 50% of matmul ceiling: {100 * f_cell * cps / ceil:.1f}%"
           f"; data path < 5%: {100 * share:.2f}%"

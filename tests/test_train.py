@@ -461,3 +461,50 @@ def test_adam_fused_by_default_on_cpu_and_matches_unfused():
     lin = torch.nn.Linear(2, 2)
     opt = make_optimizer([{"params": (p for p in lin.parameters())}], "adam")
     assert len(opt.param_groups[0]["params"]) == 2 and opt.defaults["fused"] is True
+
+
+_FAULTS = """
+import resource, sys, torch
+from bioml.train import tune_cpu_allocator
+outcome = tune_cpu_allocator()
+
+def rounds(k):  # the training-step pattern: several large tensors alive, then all freed
+    for _ in range(k):
+        ts = [torch.ones(1 << 20) for _ in range(5)]
+        del ts
+
+rounds(3)
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+rounds(20)
+print(outcome, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+def test_cpu_allocator_tuning_stops_refaulting_freed_tensors():
+    """Tuned, freed 4 MiB tensors are reused (no new page faults); with
+    BIOML_TUNE_ALLOCATOR=0 glibc trims them away and every round faults them in again."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+
+    def run(**env):
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+        out = subprocess.run([sys.executable, "-c", _FAULTS], env={**e, **env}, check=True,
+                             capture_output=True, text=True).stdout.split()
+        return out[0], int(out[1])
+
+    tuned, faults_tuned = run()
+    off, faults_off = run(BIOML_TUNE_ALLOCATOR="0")
+    user, _ = run(MALLOC_TRIM_THRESHOLD_="131072")
+    assert (tuned, off, user) == ("tuned", "disabled", "user")
+    pages = 20 * 5 * (4 << 20) // 4096
+    assert faults_tuned < 0.05 * pages < 0.5 * pages < faults_off
+    # the trainer applies it for CPU runs, and can be told not to
+    tr = Trainer(epochs=1, device="cpu", tune_allocator=False)
+    tr.fit(ToyAE(), toy_data())
+    assert tr.allocator is None
+    tr = Trainer(epochs=1, device="cpu", progress=False)
+    tr.fit(ToyAE(), toy_data())
+    assert tr.allocator in ("tuned", "disabled", "user")

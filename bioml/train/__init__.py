@@ -9,6 +9,7 @@ progress output. See :mod:`bioml.train._module` (interface), :mod:`bioml.train._
 :mod:`bioml.train._trainer` (the loop, early stopping, checkpoints, progress).
 """
 
+from ._alloc import tune_cpu_allocator
 from ._data import balanced_order, batch_bounds
 from ._module import StepContext, TrainingModule
 from ._optim import OPTIMIZERS, SCHEDULES, PolynomialDecayLR, make_optimizer, make_scheduler
@@ -29,4 +30,5 @@ __all__ = [
     "resolve_device",
     "plot_history",
     "CHECKPOINT_NAME",
+    "tune_cpu_allocator",
 ]

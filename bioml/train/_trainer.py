@@ -24,6 +24,7 @@ import torch
 
 from ..errors import ConfigError, TrainingError
 from ..io._atomic import atomic_path, write_table
+from ._alloc import tune_cpu_allocator
 from ._data import DataPath, balanced_order, batch_bounds
 from ._module import StepContext, TrainingModule
 
@@ -176,6 +177,11 @@ class Trainer:
     profile
         Time the data path (gathering/moving minibatches) separately, with CUDA
         synchronisation, into the ``data_seconds`` history column.
+    tune_allocator
+        For CPU training, raise glibc's malloc thresholds once per process so that the
+        per-step ``batch x genes`` tensors reuse freed memory instead of page-faulting it
+        in afresh (:func:`bioml.train.tune_cpu_allocator`, which says what it costs;
+        ``BIOML_TUNE_ALLOCATOR=0`` also turns it off). The outcome is in ``allocator``.
     """
 
     def __init__(
@@ -201,6 +207,7 @@ class Trainer:
         progress: bool | str = "auto",
         callbacks: Sequence[Callable[[Trainer, int, dict], None]] = (),
         profile: bool = False,
+        tune_allocator: bool = True,
     ):
         if int(epochs) < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
@@ -239,7 +246,9 @@ class Trainer:
         self.progress = progress
         self.callbacks = list(callbacks)
         self.profile = profile
+        self.tune_allocator = bool(tune_allocator)
         # results
+        self.allocator: str | None = None
         self.history: pd.DataFrame = pd.DataFrame()
         self.best_epoch: int | None = None
         self.best_metric: float | None = None
@@ -327,6 +336,8 @@ class Trainer:
         if not isinstance(data, Mapping):
             data = {"X": data}
         module.to(self.device)
+        if self.device.type == "cpu" and self.tune_allocator:
+            self.allocator = tune_cpu_allocator()
         cuda = self.device.type == "cuda"
         fork_devices = [self.device.index] if cuda else []
         with torch.random.fork_rng(devices=fork_devices):
