@@ -39,26 +39,15 @@ class _OutputMSE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_loss, g_r):  # noqa: D102
         h, weight, r, inv = ctx.saved_tensors
-        s = (0.0 if g_loss is None else g_loss) * (2.0 / r.numel())
-        gr = g_r  # gradient reaching r from other uses (recon), usually None
+        c = (0.0 if g_loss is None else g_loss) * (2.0 / r.numel())
+        g = r  # the gradient reaching r is g * c
+        if g_r is not None:  # r was also used elsewhere (recon): one full gradient tensor
+            g, c = g_r + r * c, 1.0
         need = ctx.needs_input_grad
-        gh = gw = gb = gx = None
-        if need[0]:
-            gh = torch.mm(r, weight).mul_(s)
-            if gr is not None:
-                gh.add_(torch.mm(gr, weight))
-        if need[1]:
-            gw = torch.mm(r.t(), h).mul_(s)
-            if gr is not None:
-                gw.add_(torch.mm(gr.t(), h))
-        if need[2]:
-            gb = r.sum(0).mul_(s)
-            if gr is not None:
-                gb.add_(gr.sum(0))
-        if need[3]:
-            gx = r * (-s * inv)
-            if gr is not None:
-                gx.addcmul_(gr, -inv)
+        gh = torch.mm(g, weight).mul_(c) if need[0] else None
+        gw = torch.mm(g.t(), h).mul_(c) if need[1] else None
+        gb = g.sum(0).mul_(c) if need[2] else None
+        gx = g * (-c * inv) if need[3] else None
         return gh, gw, gb, gx, None, None
 
 
@@ -172,10 +161,15 @@ class Autoencoder(nn.Module):
             raise ConfigError("this autoencoder uses domain BN: pass the domain (batch) labels")
         return domain
 
+    def _inv_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``1 / scale`` and ``-mean / scale``: standardising is ``x * inv + shift``."""
+        inv = 1.0 / self.scale
+        return inv, -self.mean * inv
+
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / scale`` in one fused pass over ``x`` (``addcmul``)."""
-        inv = 1.0 / self.scale
-        return torch.addcmul(-self.mean * inv, x, inv)
+        inv, shift = self._inv_shift()
+        return torch.addcmul(shift, x, inv)
 
     def encode(self, x: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
         """Latent coordinates of raw rows ``x``."""
@@ -192,14 +186,14 @@ class Autoencoder(nn.Module):
         (``benchmarks/bench_autoencoder.py``).
         """
         domain = self._domain(domain)
-        xs = self.standardise(x)
+        inv, shift = self._inv_shift()
+        xs = torch.addcmul(shift, x, inv)
         z = self.to_latent(self.encoder(xs, domain))
         h = self.decoder(z, domain)
         out = self.to_output
         if (x.dtype == h.dtype == out.weight.dtype and x.dim() == 2
                 and not torch.is_autocast_enabled(x.device.type)):
-            inv = 1.0 / self.scale
-            loss, residual = _OutputMSE.apply(h, out.weight, out.bias, x, -self.mean * inv, inv)
+            loss, residual = _OutputMSE.apply(h, out.weight, out.bias, x, shift, inv)
         else:  # autocast (bf16 on CUDA) or mixed dtypes: the generic chain, loss in float32
             xs = xs.float()
             residual = out(h).float() - xs

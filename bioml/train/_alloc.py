@@ -23,6 +23,7 @@ glibc is not the C library, when the user has set glibc's malloc thresholds them
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import platform
@@ -38,9 +39,7 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 128 << 20
 _USER_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
-_state: dict[str, object] = {}
-
-
+@functools.cache
 def tune_cpu_allocator() -> str:
     """Raise glibc's malloc mmap/trim thresholds once per process (see the module text).
 
@@ -60,10 +59,7 @@ def tune_cpu_allocator() -> str:
     >>> tune_cpu_allocator() in ("tuned", "disabled", "user", "not glibc", "failed")
     True
     """
-    if "outcome" in _state:
-        return str(_state["outcome"])
     outcome = _apply()
-    _state["outcome"] = outcome
     if outcome == "tuned":
         log.info("CPU allocator: glibc mmap threshold %d MiB, trim threshold %d MiB, so that "
                  "freed minibatch tensors are reused (BIOML_TUNE_ALLOCATOR=0 to leave malloc alone)",
