@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bioml.nn import Autoencoder  # noqa: E402
-from bioml.train import Trainer, TrainingModule, make_optimizer, resolve_device  # noqa: E402
+from bioml.train import Trainer, TrainingModule, make_optimizer, resolve_device, tune_cpu_allocator  # noqa: E402
 from bioml.train._alloc import MMAP_THRESHOLD, TRIM_THRESHOLD  # noqa: E402
 
 
@@ -217,7 +217,7 @@ def main():
     dataloader_run(X[: min(len(X), 8192)], (512, 128), 32, warm, device)
     rows = []
     cps, share, module, mode = engine_run(X, (512, 128), 32, args, device)
-    alloc = mode.rsplit("malloc ", 1)[-1]
+    alloc = tune_cpu_allocator() if device.type == "cpu" else None  # as the engine left it
     rows.append(("bioml engine, AE 2000-512-128-32", cps, share, f"data path: {mode}"))
     dl_cps, dl_share = dataloader_run(X, (512, 128), 32, args, device)
     rows.append(("DataLoader(TensorDataset), same AE", dl_cps, dl_share, "shuffle=True"))
