@@ -10,7 +10,7 @@ import bioml as bm
 from bioml.errors import ConfigError, InputError
 from bioml.metrics import silhouette_batch, silhouette_label
 from bioml.nn import MLP, Autoencoder, DomainBatchNorm1d, Dropout
-from bioml.nn._autoencoder import _OutputMSE
+from bioml.nn._autoencoder import _FusedAutoencoder, _OutputMSE
 from bioml.tl import AutoencoderModel, anomaly_threshold, autoencoder
 
 FAST = dict(hidden=(128, 32), latent=8, epochs=25, batch_size=64, lr=3e-3, device="cpu", progress=False)
@@ -152,6 +152,92 @@ def test_fused_output_loss_matches_the_generic_chain():
 
     assert torch.autograd.gradcheck(f, (h, w, b, xx))
     assert torch.autograd.gradcheck(lambda *a: _OutputMSE.apply(*a, shift, inv)[0], (h, w, b, xx))
+
+
+class _ModulesOnly(Autoencoder):
+    """The autoencoder with its fused training path switched off (the reference)."""
+
+    def _fused_plan(self, x):
+        return None
+
+
+@pytest.mark.parametrize("hidden,dropout", [((8,), 0.2), ((8,), 0.0), ((12, 6), 0.3), ((), 0.1)])
+def test_fused_training_pass_matches_the_modules(hidden, dropout):
+    """The whole-network training function equals the modules: loss, outputs, every
+    gradient (also with z and the residual used in the loss), BatchNorm running
+    statistics and counters, and the dropout masks (same random draws)."""
+    torch.manual_seed(0)
+    ref = _ModulesOnly(30, hidden=hidden, latent=3, dropout=dropout).double()
+    with torch.no_grad():
+        ref.mean.copy_(torch.randn(30))
+        ref.scale.copy_(torch.rand(30) + 0.5)
+    ae = Autoencoder(30, hidden=hidden, latent=3, dropout=dropout).double()
+    ae.load_state_dict(ref.state_dict())
+    x = torch.randn(16, 30, dtype=torch.double)
+    for step in range(2):  # the second pass sees updated running statistics
+        outs = []
+        for m in (ref, ae):
+            m.zero_grad()
+            torch.manual_seed(10 + step)
+            out = m(x)
+            (out.loss + 0.1 * out.z.pow(2).sum() + out.recon.mean()).backward()
+            outs.append(out)
+        assert type(outs[1].loss.grad_fn).__name__ == "_FusedAutoencoderBackward"
+        assert type(outs[0].loss.grad_fn).__name__ != "_FusedAutoencoderBackward"
+        for name in ("loss", "z", "residual", "target", "xhat", "recon"):
+            torch.testing.assert_close(getattr(outs[1], name), getattr(outs[0], name), rtol=1e-12, atol=1e-12)
+        for (name, p), q in zip(ref.named_parameters(), ae.parameters()):
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-12, msg=name)
+        for (name, b), c in zip(ref.named_buffers(), ae.buffers()):
+            torch.testing.assert_close(c, b, rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_fused_training_function_gradcheck():
+    torch.manual_seed(1)
+    ae = Autoencoder(6, hidden=(5, 4), latent=2, dropout=0.0).double()
+    x = torch.randn(7, 6, dtype=torch.double)
+    blocks, n_enc, params = ae._fused_plan(x)
+    inv, shift = ae._inv_shift()
+    params = [p.detach().clone().requires_grad_() for p in params]
+
+    def f(*ps):
+        loss, z, r, _ = _FusedAutoencoder.apply(blocks, n_enc, x, inv, shift, *ps)
+        return loss + z.pow(2).sum() + r.pow(3).sum()
+
+    assert torch.autograd.gradcheck(f, params)
+
+
+def test_fused_path_only_where_it_applies():
+    """Evaluation, domain BN, other activations, hooks, autocast, an input that needs a
+    gradient, or a dropout rate changed to 1 run the modules; training passes of the
+    default model take the fused function, and changing p is picked up."""
+    x = torch.randn(8, 20)
+
+    def fused(m, xx=x, domain=None):
+        return type(m(xx, domain).loss.grad_fn).__name__ == "_FusedAutoencoderBackward"
+
+    ae = Autoencoder(20, hidden=(6,), latent=2)
+    assert fused(ae)
+    ae.eval()
+    assert ae(x).loss.grad_fn is not None and not fused(ae)
+    ae.train()
+    assert not fused(ae, x.clone().requires_grad_())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fused(ae)
+    handle = ae.decoder.norms[0].register_forward_hook(lambda *a: None)
+    assert not fused(ae)
+    handle.remove()
+    assert fused(ae)
+    ae.encoder.drops[0].p = 1.0
+    assert not fused(ae)
+    ae.encoder.drops[0].p = 0.5
+    torch.manual_seed(0)
+    assert fused(ae)
+    ae.decoder.acts[0] = torch.nn.Tanh()  # a replaced submodule invalidates the cached plan
+    assert not fused(ae)
+    assert not fused(Autoencoder(20, hidden=(6,), latent=2, activation="gelu"))
+    dom = Autoencoder(20, hidden=(6,), latent=2, domain_bn=True, n_domains=2)
+    assert not fused(dom, x, torch.tensor([0, 1] * 4))
 
 
 def test_cpu_dropout_mask():

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ._blocks import MLP
+from ._blocks import MLP, Dropout, lane_mask, random_words
 
 __all__ = ["Autoencoder", "AutoencoderLoss"]
 
@@ -49,6 +49,138 @@ class _OutputMSE(torch.autograd.Function):
         gb = g.sum(0).mul_(c) if need[2] else None
         gx = g * (-c * inv) if need[3] else None
         return gh, gw, gb, gx, None, None
+
+
+_threshold_backward = torch.ops.aten.threshold_backward.default
+_batch_norm_backward = torch.ops.aten.native_batch_norm_backward.default
+
+
+class _FusedAutoencoder(torch.autograd.Function):
+    """A whole training forward pass of the plain autoencoder, with its backward written out.
+
+    ``apply(blocks, n_enc, x, inv, shift, *params)`` returns ``(loss, z, r, x_std)``:
+    the same as :class:`Autoencoder`'s modules followed by :class:`_OutputMSE`, for
+    BatchNorm1d hidden blocks with ReLU and :class:`~bioml.nn.Dropout` (or none) in
+    training mode. ``blocks`` holds, for each hidden block in order (the encoder's
+    ``n_enc``, then the decoder's), its BatchNorm1d module (whose running statistics are
+    updated as the module would) and the dropout's ``k`` (or ``None``); ``params`` are
+    each block's ``Linear`` weight and bias and BatchNorm weight and bias, with the latent
+    ``Linear``'s weight and bias after the encoder's blocks and the output ``Linear``'s
+    last. The dropout masks take the same random draws, in the same order, as the
+    :class:`~bioml.nn.Dropout` modules, so both paths drop the same elements.
+
+    Why: at SCVI's size on the CPU a step costs about 4 ms of matrix products and, through
+    the modules, about 2.5 ms of everything else, mostly per-operation overhead: autograd
+    nodes and saved-variable bookkeeping for each layer, the ReLU and dropout passes
+    forward and backward, and Python. Here a block is one ``addmm``, one native
+    BatchNorm, a ReLU and mask multiply in place forward; one threshold, one BatchNorm
+    backward and its products backward, with the dropout scale folded into the scalar
+    that already scales the incoming gradient. Exact up to floating-point rounding order.
+    """
+
+    @staticmethod
+    def forward(ctx, blocks, n_enc, x, inv, shift, *params):  # noqa: D102
+        ctx.set_materialize_grads(False)
+        words = [random_words(x.shape[0] * bn.num_features) if k is not None else None
+                 for bn, k in blocks]  # one draw per dropout, in module order
+        xs = torch.addcmul(shift, x, inv)
+        h, pos, saved, scales, eps = xs, 0, [], [], []
+        for i, (bn, k) in enumerate(blocks):
+            if i == n_enc:
+                z, h, pos = _latent(h, params, pos, saved)
+            w, b, g, beta = params[pos : pos + 4]
+            pos += 4
+            a = torch.addmm(b, h, w.t())
+            y, mean, invstd = torch.native_batch_norm(a, g, beta, bn.running_mean, bn.running_var,
+                                                      True, bn.momentum, bn.eps)
+            bn.num_batches_tracked.add_(1)
+            y.clamp_min_(0)
+            if k is not None:
+                y.mul_(lane_mask(words[i], y.shape, k, y.dtype))
+            saved += [h, a, mean, invstd, y]
+            scales.append(65536.0 / (65536 - k) if k is not None else 1.0)
+            eps.append(bn.eps)
+            h = y
+        if n_enc == len(blocks):
+            z, h, pos = _latent(h, params, pos, saved)
+        wo, bo = params[pos], params[pos + 1]
+        r = torch.addcmul(bo - shift, x, -inv)
+        r.addmm_(h, wo.t())
+        flat = r.view(-1)
+        loss = torch.dot(flat, flat) / flat.numel()
+        ctx.save_for_backward(*saved, h, r, *params)
+        ctx.n_enc, ctx.scales, ctx.eps = n_enc, scales, eps
+        ctx.mark_non_differentiable(xs)
+        return loss, z, r, xs
+
+    @staticmethod
+    def backward(ctx, g_loss, g_z, g_r, _g_xs):  # noqa: D102
+        n_enc, scales, eps = ctx.n_enc, ctx.scales, ctx.eps
+        n_blocks = len(scales)
+        st = ctx.saved_tensors
+        n_params = 4 * n_blocks + 4
+        params = st[len(st) - n_params :]
+        h, r = st[len(st) - n_params - 2], st[len(st) - n_params - 1]
+        need = ctx.needs_input_grad[5:]
+        grads: list[torch.Tensor | None] = [None] * n_params
+        c = (0.0 if g_loss is None else g_loss) * (2.0 / r.numel())
+        g = r
+        if g_r is not None:
+            g, c = g_r + r * c, 1.0
+        pos = n_params - 2
+        grads[pos] = torch.mm(g.t(), h).mul_(c) if need[pos] else None
+        grads[pos + 1] = g.sum(0).mul_(c) if need[pos + 1] else None
+        # gradient reaching the last hidden output, times that block's dropout scale
+        gh = torch.mm(g, params[pos]).mul_(c * (scales[-1] if n_blocks > n_enc else 1.0))
+        # saved: per block [h_in, a, mean, invstd, y]; the latent layer's input after block n_enc-1
+        def block_saved(i):
+            j = 5 * i + (1 if i >= n_enc else 0)
+            return st[j : j + 5]
+
+        for i in range(n_blocks - 1, -1, -1):
+            if i == n_enc - 1:  # the latent layer sits between encoder and decoder
+                gh = _latent_backward(gh, g_z, st[5 * n_enc], params, 4 * n_enc, need, grads,
+                                      scales[i])
+                g_z = None
+            h_in, a, mean, invstd, y = block_saved(i)
+            pos = 4 * i + (2 if i >= n_enc else 0)
+            w, gamma = params[pos], params[pos + 2]
+            gy = _threshold_backward(gh, y, 0)
+            ga, gg, gbeta = _batch_norm_backward(gy, a, gamma, None, None, mean, invstd, True, eps[i],
+                                                 [True, need[pos + 2], need[pos + 3]])
+            grads[pos] = torch.mm(ga.t(), h_in) if need[pos] else None
+            grads[pos + 1] = ga.sum(0) if need[pos + 1] else None
+            grads[pos + 2], grads[pos + 3] = gg, gbeta
+            if i > 0:
+                gh = torch.mm(ga, w)
+                if i != n_enc:  # the previous layer is a block: fold in its dropout scale
+                    gh.mul_(scales[i - 1])
+        if n_enc == 0:  # no encoder blocks: the latent layer is first
+            _latent_backward(gh, g_z, st[0], params, 0, need, grads, None)
+        return (None, None, None, None, None, *grads)
+
+
+def _latent(h, params, pos, saved):
+    z = torch.addmm(params[pos + 1], h, params[pos].t())
+    saved.append(h)
+    return z, z, pos + 2
+
+
+def _latent_backward(gz, g_z, h_in, params, pos, need, grads, prev_scale):
+    if g_z is not None:
+        gz = gz + g_z
+    grads[pos] = torch.mm(gz.t(), h_in) if need[pos] else None
+    grads[pos + 1] = gz.sum(0) if need[pos + 1] else None
+    if prev_scale is None:
+        return None
+    gh = torch.mm(gz, params[pos])
+    return gh.mul_(prev_scale) if prev_scale != 1.0 else gh
+
+
+def _global_hooks() -> bool:
+    g = nn.modules.module
+    return bool(g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks
+                or g._global_backward_pre_hooks)
 
 
 @dataclass
@@ -162,9 +294,17 @@ class Autoencoder(nn.Module):
         return domain
 
     def _inv_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``1 / scale`` and ``-mean / scale``: standardising is ``x * inv + shift``."""
-        inv = 1.0 / self.scale
-        return inv, -self.mean * inv
+        """``1 / scale`` and ``-mean / scale``: standardising is ``x * inv + shift``.
+
+        Cached until either buffer is replaced or changed in place (its version counter)."""
+        mean, scale = self.mean, self.scale
+        c = self.__dict__.get("_inv_shift_cache")
+        if (c is None or c[0] is not mean or c[1] is not scale or c[2] != mean._version
+                or c[3] != scale._version):
+            inv = 1.0 / scale
+            c = self.__dict__["_inv_shift_cache"] = (mean, scale, mean._version, scale._version,
+                                                     inv, -mean * inv)
+        return c[4], c[5]
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / scale`` in one fused pass over ``x`` (``addcmul``)."""
@@ -178,15 +318,24 @@ class Autoencoder(nn.Module):
     def forward(self, x: torch.Tensor, domain: torch.Tensor | None = None) -> AutoencoderLoss:
         """Encode, decode and return the loss terms (:class:`AutoencoderLoss`).
 
-        The output layer and the loss run as one autograd function that keeps the
+        A training pass of the plain model on the CPU (BatchNorm1d, ReLU, bioml's
+        Dropout; see ``_fused_plan``) runs as one autograd function with its backward
+        written out (``_FusedAutoencoder``); anything else runs the modules, with the
+        output layer and the loss as one autograd function (``_OutputMSE``). Both keep the
         elementwise work on the ``N x genes`` tensors to two passes forward (standardising
         ``x`` for the encoder; ``bias - x_std`` into which the output product is
         accumulated) and a ``dot``, and to one column sum backward: at SCVI's size this
-        model is bound by those passes as much as by its matmuls
-        (``benchmarks/bench_autoencoder.py``).
+        model is bound by those passes and by per-operation overhead as much as by its
+        matmuls (``benchmarks/bench_autoencoder.py``). The two paths agree to rounding and
+        drop the same elements.
         """
         domain = self._domain(domain)
         inv, shift = self._inv_shift()
+        plan = self._fused_plan(x)
+        if plan is not None:
+            blocks, n_enc, params = plan
+            loss, z, residual, xs = _FusedAutoencoder.apply(blocks, n_enc, x, inv, shift, *params)
+            return AutoencoderLoss(loss=loss, z=z, residual=residual, target=xs)
         xs = torch.addcmul(shift, x, inv)
         z = self.to_latent(self.encoder(xs, domain))
         h = self.decoder(z, domain)
@@ -199,6 +348,71 @@ class Autoencoder(nn.Module):
             residual = out(h).float() - xs
             loss = residual.pow(2).mean()
         return AutoencoderLoss(loss=loss, z=z, residual=residual, target=xs)
+
+    def _fused_plan(self, x: torch.Tensor):
+        """``(blocks, n_enc, params)`` for :class:`_FusedAutoencoder` when this forward pass
+        can take it, else ``None`` (the modules run as written).
+
+        It can for a training pass on the CPU in one floating-point dtype without autocast,
+        with plain BatchNorm1d (affine, running statistics, a momentum), ReLU, bioml's
+        :class:`~bioml.nn.Dropout` or none, ``Linear`` layers with biases, an input that
+        needs no gradient and no module hooks: everything the default autoencoder is. The
+        structural part is cached and rebuilt whenever a submodule is replaced; training
+        flags, hooks, dtypes, dropout rates and BatchNorm settings are checked every call.
+        """
+        if (not self.training or self.domain_bn or x.device.type != "cpu" or x.dim() != 2
+                or x.requires_grad or torch.is_autocast_enabled("cpu") or _global_hooks()):
+            return None
+        key = self._structure()
+        cache = self.__dict__.get("_plan_cache")
+        if cache is None or len(cache[0]) != len(key) or any(a is not b for a, b in zip(cache[0], key)):
+            cache = self.__dict__["_plan_cache"] = (key, self._build_plan())
+        plan = cache[1]
+        if plan is None:
+            return None
+        mods, hook_dicts, norms_drops, n_enc, params = plan
+        if any(hook_dicts) or not all(m.training for m in mods) or any(p.dtype != x.dtype for p in params):
+            return None
+        blocks = []
+        for norm, drop in norms_drops:
+            if not norm.affine or not norm.track_running_stats or norm.momentum is None:
+                return None
+            k = None
+            if drop is not None:
+                k = drop.lanes_dropped()
+                if k is None and drop.p > 0:
+                    return None  # p rounds to 1: nn.Dropout's all-zero path
+            blocks.append((norm, k))
+        return blocks, n_enc, params
+
+    def _structure(self) -> tuple:
+        """The submodules the fused path depends on, in a fixed order (identity = structure)."""
+        out = [*self._modules.values()]
+        for mlp in (self.encoder, self.decoder):
+            for ml in mlp._modules.values():
+                out += ml._modules.values()
+        return tuple(out)
+
+    def _build_plan(self):
+        mods, norms_drops, params = [self.encoder, self.decoder], [], []
+        for mlp in (self.encoder, self.decoder):
+            for lin, norm, act, drop in zip(mlp.linears, mlp.norms, mlp.acts, mlp.drops):
+                if (type(lin) is not nn.Linear or lin.bias is None or type(norm) is not nn.BatchNorm1d
+                        or type(act) is not nn.ReLU or type(drop) not in (nn.Identity, Dropout)):
+                    return None
+                mods += [lin, norm, act, drop]
+                norms_drops.append((norm, drop if type(drop) is Dropout else None))
+                params += [lin.weight, lin.bias, norm.weight, norm.bias]
+            if mlp is self.encoder:
+                params += [self.to_latent.weight, self.to_latent.bias]
+        for lin in (self.to_latent, self.to_output):
+            if type(lin) is not nn.Linear or lin.bias is None:
+                return None
+            mods.append(lin)
+        params += [self.to_output.weight, self.to_output.bias]
+        hook_dicts = tuple(d for m in mods for d in (m._forward_hooks, m._forward_pre_hooks,
+                                                     m._backward_hooks, m._backward_pre_hooks))
+        return tuple(mods), hook_dicts, norms_drops, len(self.encoder.linears), params
 
     def flops_per_sample(self) -> int:
         """Multiply-add FLOPs (2 per MAC) of one forward pass through the Linear layers."""
