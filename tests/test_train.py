@@ -463,6 +463,53 @@ def test_adam_fused_by_default_on_cpu_and_matches_unfused():
     assert len(opt.param_groups[0]["params"]) == 2 and opt.defaults["fused"] is True
 
 
+@pytest.mark.parametrize("name,wd", [("adam", 0.0), ("adam", 0.05), ("adamw", 0.05)])
+def test_lean_fused_adam_step_is_bitwise_torchs(name, wd):
+    """bioml's fused Adam/AdamW take a shorter step path that must equal torch's fused
+    optimiser bitwise: with a schedule, two parameter groups, a state_dict round trip
+    mid-run, a step without some gradients, and a closure; step hooks run once a step."""
+    from bioml.train import make_optimizer
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2))
+            for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+
+    def groups(net):
+        return [{"params": list(net[0].parameters())}, {"params": list(net[2].parameters()), "lr": 3e-3}]
+
+    ours = make_optimizer(groups(nets[0]), name, lr=1e-2, weight_decay=wd)
+    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    theirs = cls(groups(nets[1]), lr=1e-2, weight_decay=wd, fused=True)
+    assert isinstance(ours, cls) and type(ours) is not cls and type(ours).__name__ == cls.__name__
+    calls = []
+    ours.register_step_post_hook(lambda *a: calls.append(1))
+    scheds = [torch.optim.lr_scheduler.StepLR(o, 3, 0.5) for o in (ours, theirs)]
+    for i in range(12):
+        x = torch.randn(16, 5)
+        for net, opt in zip(nets, (ours, theirs)):
+            opt.zero_grad()
+            if i == 7:  # only the last layer has gradients this step
+                net[2](torch.relu(net[0](x)).detach()).pow(2).mean().backward()
+            else:
+                net(x).pow(2).mean().backward()
+            if i == 9:
+                opt.step(lambda: None)
+            else:
+                opt.step()
+        for s in scheds:
+            s.step()
+        if i == 4:
+            ours.load_state_dict(ours.state_dict())
+        if i in (2, 5):
+            assert ours._lean is not None  # the short path is in use
+    for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(p, q)
+    assert len(calls) == 12
+    torch.testing.assert_close(ours.state_dict()["state"][0]["exp_avg"],
+                               theirs.state_dict()["state"][0]["exp_avg"], rtol=0, atol=0)
+
+
 _FAULTS = """
 import resource, sys, torch
 from bioml.train import tune_cpu_allocator

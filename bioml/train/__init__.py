@@ -12,7 +12,7 @@ progress output. See :mod:`bioml.train._module` (interface), :mod:`bioml.train._
 from ._alloc import tune_cpu_allocator
 from ._data import balanced_order, batch_bounds
 from ._module import StepContext, TrainingModule
-from ._optim import OPTIMIZERS, SCHEDULES, PolynomialDecayLR, make_optimizer, make_scheduler
+from ._optim import OPTIMIZERS, SCHEDULES, Adam, AdamW, PolynomialDecayLR, make_optimizer, make_scheduler
 from ._plot import plot_history
 from ._trainer import CHECKPOINT_NAME, Trainer, resolve_device
 
@@ -21,6 +21,8 @@ __all__ = [
     "TrainingModule",
     "StepContext",
     "make_optimizer",
+    "Adam",
+    "AdamW",
     "make_scheduler",
     "PolynomialDecayLR",
     "OPTIMIZERS",
