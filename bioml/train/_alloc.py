@@ -3,9 +3,10 @@
 Each training step allocates and frees the same few ``batch x genes`` tensors (the
 minibatch, its standardised copy, the residual): 2 MB each at batch 256 and 2000 genes.
 glibc's malloc serves blocks that size from the heap, but trims the top of the heap back
-to the operating system once more than about twice that is free, which happens at the end
-of every backward pass; the next step then page-faults every page of those tensors in
-again, zero-filled by the kernel (about 500 page faults per step). On a 2-core machine the
+to the operating system once more than about twice that is free at the top of the heap,
+which, depending on the heap's layout, happens at the end of most backward passes; the
+next step then page-faults every page of those tensors in again, zero-filled by the
+kernel (100-550 page faults per step measured, 20-50 tuned). On a 2-core machine the
 tuning below made the SCVI-sized autoencoder train about 1.2x faster (20000 x 2000, batch
 256; 33,000 -> 40,000 cells/s in alternating runs), with no page faults left per step.
 
