@@ -161,11 +161,13 @@ class _ModulesOnly(Autoencoder):
         return None
 
 
-@pytest.mark.parametrize("hidden,dropout", [((8,), 0.2), ((8,), 0.0), ((12, 6), 0.3), ((), 0.1)])
-def test_fused_training_pass_matches_the_modules(hidden, dropout):
+@pytest.mark.parametrize("hidden,dropout,p_last", [((8,), 0.2, None), ((8,), 0.0, None), ((12, 6), 0.3, None),
+                                                    ((12, 6), 0.3, 0.5), ((), 0.1, None)])
+def test_fused_training_pass_matches_the_modules(hidden, dropout, p_last):
     """The whole-network training function equals the modules: loss, outputs, every
     gradient (also with z and the residual used in the loss), BatchNorm running
-    statistics and counters, and the dropout masks (same random draws)."""
+    statistics and counters, and the dropout masks (same random draws; also with one
+    block's rate changed, so the rates differ)."""
     torch.manual_seed(0)
     ref = _ModulesOnly(30, hidden=hidden, latent=3, dropout=dropout).double()
     with torch.no_grad():
@@ -173,6 +175,8 @@ def test_fused_training_pass_matches_the_modules(hidden, dropout):
         ref.scale.copy_(torch.rand(30) + 0.5)
     ae = Autoencoder(30, hidden=hidden, latent=3, dropout=dropout).double()
     ae.load_state_dict(ref.state_dict())
+    if p_last is not None:
+        ref.decoder.drops[-1].p = ae.decoder.drops[-1].p = p_last
     x = torch.randn(16, 30, dtype=torch.double)
     for step in range(2):  # the second pass sees updated running statistics
         outs = []
@@ -201,7 +205,7 @@ def test_fused_training_function_gradcheck():
     params = [p.detach().clone().requires_grad_() for p in params]
 
     def f(*ps):
-        loss, z, r, _ = _FusedAutoencoder.apply(blocks, n_enc, x, inv, shift, *ps)
+        loss, z, r, _ = _FusedAutoencoder.apply(blocks, n_enc, x, inv, shift, -inv, *ps)
         return loss + z.pow(2).sum() + r.pow(3).sum()
 
     assert torch.autograd.gradcheck(f, params)

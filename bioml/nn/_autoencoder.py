@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ..errors import ConfigError
-from ._blocks import MLP, Dropout, lane_mask, random_words
+from ._blocks import MLP, Dropout, lane_masks
 
 __all__ = ["Autoencoder", "AutoencoderLoss"]
 
@@ -58,7 +60,7 @@ _batch_norm_backward = torch.ops.aten.native_batch_norm_backward.default
 class _FusedAutoencoder(torch.autograd.Function):
     """A whole training forward pass of the plain autoencoder, with its backward written out.
 
-    ``apply(blocks, n_enc, x, inv, shift, *params)`` returns ``(loss, z, r, x_std)``:
+    ``apply(blocks, n_enc, x, inv, shift, -inv, *params)`` returns ``(loss, z, r, x_std)``:
     the same as :class:`Autoencoder`'s modules followed by :class:`_OutputMSE`, for
     BatchNorm1d hidden blocks with ReLU and :class:`~bioml.nn.Dropout` (or none) in
     training mode. ``blocks`` holds, for each hidden block in order (the encoder's
@@ -79,10 +81,10 @@ class _FusedAutoencoder(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, blocks, n_enc, x, inv, shift, *params):  # noqa: D102
+    def forward(ctx, blocks, n_enc, x, inv, shift, neg_inv, *params):  # noqa: D102
         ctx.set_materialize_grads(False)
-        words = [random_words(x.shape[0] * bn.num_features) if k is not None else None
-                 for bn, k in blocks]  # one draw per dropout, in module order
+        dropped = [((x.shape[0], bn.num_features), k) for bn, k in blocks if k is not None]
+        masks = iter(lane_masks(dropped, x.dtype) if dropped else ())  # in module order
         xs = torch.addcmul(shift, x, inv)
         h, pos, saved, scales, eps = xs, 0, [], [], []
         for i, (bn, k) in enumerate(blocks):
@@ -90,13 +92,13 @@ class _FusedAutoencoder(torch.autograd.Function):
                 z, h, pos = _latent(h, params, pos, saved)
             w, b, g, beta = params[pos : pos + 4]
             pos += 4
-            a = torch.addmm(b, h, w.t())
+            a = F.linear(h, w, b)
             y, mean, invstd = torch.native_batch_norm(a, g, beta, bn.running_mean, bn.running_var,
                                                       True, bn.momentum, bn.eps)
             bn.num_batches_tracked.add_(1)
             y.clamp_min_(0)
             if k is not None:
-                y.mul_(lane_mask(words[i], y.shape, k, y.dtype))
+                y.mul_(next(masks))
             saved += [h, a, mean, invstd, y]
             scales.append(65536.0 / (65536 - k) if k is not None else 1.0)
             eps.append(bn.eps)
@@ -104,7 +106,7 @@ class _FusedAutoencoder(torch.autograd.Function):
         if n_enc == len(blocks):
             z, h, pos = _latent(h, params, pos, saved)
         wo, bo = params[pos], params[pos + 1]
-        r = torch.addcmul(bo - shift, x, -inv)
+        r = torch.addcmul(bo - shift, x, neg_inv)
         r.addmm_(h, wo.t())
         flat = r.view(-1)
         loss = torch.dot(flat, flat) / flat.numel()
@@ -114,6 +116,7 @@ class _FusedAutoencoder(torch.autograd.Function):
         return loss, z, r, xs
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g_loss, g_z, g_r, _g_xs):  # noqa: D102
         n_enc, scales, eps = ctx.n_enc, ctx.scales, ctx.eps
         n_blocks = len(scales)
@@ -121,9 +124,9 @@ class _FusedAutoencoder(torch.autograd.Function):
         n_params = 4 * n_blocks + 4
         params = st[len(st) - n_params :]
         h, r = st[len(st) - n_params - 2], st[len(st) - n_params - 1]
-        need = ctx.needs_input_grad[5:]
+        need = ctx.needs_input_grad[6:]
         grads: list[torch.Tensor | None] = [None] * n_params
-        c = (0.0 if g_loss is None else g_loss) * (2.0 / r.numel())
+        c = (0.0 if g_loss is None else float(g_loss)) * (2.0 / r.numel())  # a CPU scalar
         g = r
         if g_r is not None:
             g, c = g_r + r * c, 1.0
@@ -157,11 +160,11 @@ class _FusedAutoencoder(torch.autograd.Function):
                     gh.mul_(scales[i - 1])
         if n_enc == 0:  # no encoder blocks: the latent layer is first
             _latent_backward(gh, g_z, st[0], params, 0, need, grads, None)
-        return (None, None, None, None, None, *grads)
+        return (None, None, None, None, None, None, *grads)
 
 
 def _latent(h, params, pos, saved):
-    z = torch.addmm(params[pos + 1], h, params[pos].t())
+    z = F.linear(h, params[pos], params[pos + 1])
     saved.append(h)
     return z, z, pos + 2
 
@@ -294,17 +297,20 @@ class Autoencoder(nn.Module):
         return domain
 
     def _inv_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``1 / scale`` and ``-mean / scale``: standardising is ``x * inv + shift``.
+        """``1 / scale`` and ``-mean / scale``: standardising is ``x * inv + shift``."""
+        return self._standardisers()[:2]
 
-        Cached until either buffer is replaced or changed in place (its version counter)."""
+    def _standardisers(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(1 / scale, -mean / scale, -1 / scale)``, cached until either buffer is replaced
+        or changed in place (its version counter)."""
         mean, scale = self.mean, self.scale
         c = self.__dict__.get("_inv_shift_cache")
         if (c is None or c[0] is not mean or c[1] is not scale or c[2] != mean._version
                 or c[3] != scale._version):
             inv = 1.0 / scale
             c = self.__dict__["_inv_shift_cache"] = (mean, scale, mean._version, scale._version,
-                                                     inv, -mean * inv)
-        return c[4], c[5]
+                                                     inv, -mean * inv, -inv)
+        return c[4], c[5], c[6]
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         """``(x - mean) / scale`` in one fused pass over ``x`` (``addcmul``)."""
@@ -330,11 +336,12 @@ class Autoencoder(nn.Module):
         drop the same elements.
         """
         domain = self._domain(domain)
-        inv, shift = self._inv_shift()
+        inv, shift, neg_inv = self._standardisers()
         plan = self._fused_plan(x)
         if plan is not None:
             blocks, n_enc, params = plan
-            loss, z, residual, xs = _FusedAutoencoder.apply(blocks, n_enc, x, inv, shift, *params)
+            loss, z, residual, xs = _FusedAutoencoder.apply(blocks, n_enc, x, inv, shift, neg_inv,
+                                                            *params)
             return AutoencoderLoss(loss=loss, z=z, residual=residual, target=xs)
         xs = torch.addcmul(shift, x, inv)
         z = self.to_latent(self.encoder(xs, domain))

@@ -91,6 +91,29 @@ def random_words(n: int) -> torch.Tensor:
     return torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
 
 
+def lane_masks(specs: list[tuple[tuple[int, ...], int]], dtype: torch.dtype) -> list[torch.Tensor]:
+    """The masks of several :class:`Dropout` calls in a row, ``specs = [(shape, k), ...]``,
+    from one draw: the same words, in the same order, as one :func:`random_words` per
+    call (torch's CPU generator fills them serially), so the masks equal
+    ``lane_mask(random_words(n), shape, k, dtype)`` called in turn. With one ``k`` for all
+    (one dropout rate, as in :class:`MLP`) the lanes are converted in one pass."""
+    sizes = [math.prod(shape) for shape, _ in specs]
+    n_words = [(n + 3) // 4 for n in sizes]
+    words = random_words(4 * sum(n_words))
+    ks = {k for _, k in specs}
+    out, off = [], 0
+    if len(ks) == 1:
+        flat = lane_mask(words, (4 * sum(n_words),), ks.pop(), dtype)
+        for (shape, _), n, w in zip(specs, sizes, n_words):
+            out.append(flat[4 * off : 4 * off + n].view(shape))
+            off += w
+        return out
+    for (shape, k), w in zip(specs, n_words):
+        out.append(lane_mask(words[off : off + w], shape, k, dtype))
+        off += w
+    return out
+
+
 def lane_mask(words: torch.Tensor, shape: torch.Size | tuple[int, ...], k: int,
               dtype: torch.dtype) -> torch.Tensor:
     """The scaled keep mask of :class:`Dropout`: ``65536 / (65536 - k)`` where an element's
