@@ -191,6 +191,12 @@ print(json.dumps({{"seconds": timer.seconds}}))
         return X.shape[0] / float(np.median(secs))
 
 
+def _rounds_note(values):
+    """``"; median of N rounds: a, b, c"`` for several rounds, else nothing."""
+    return f"; median of {len(values)} rounds: " + ", ".join(f"{v:.0f}" for v in values) \
+        if len(values) > 1 else ""
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-obs", type=int, default=20000)
@@ -235,10 +241,8 @@ def main():
         rounds.append((e_cps, e_share, scvi_run(X, args) if args.scvi_python else None))
     s_cps = float(np.median([r[0] for r in rounds]))
     s_share = float(np.median([r[1] for r in rounds]))
-    per_round = ", ".join(f"{r[0]:.0f}" for r in rounds)
     rows.append(("bioml engine, SCVI-sized AE 2000-128-10", s_cps, s_share,
-                 f"batch {args.batch_size}" + (f"; median of {len(rounds)} rounds: {per_round}"
-                                               if len(rounds) > 1 else "")))
+                 f"batch {args.batch_size}" + _rounds_note([r[0] for r in rounds])))
     if args.large_batch:
         big_args = argparse.Namespace(**{**vars(args), "batch_size": args.large_batch})
         l_cps, l_share, _, _ = engine_run(X, (128,), 10, big_args, device)
@@ -248,9 +252,7 @@ def main():
     ratios = [r[0] / r[2] for r in rounds if r[2]]
     note = "not run here; issue's figure ~700 cells/s"
     if scvi_rounds:
-        note = "measured, batch 128" + (
-            f"; median of {len(scvi_rounds)} rounds: " + ", ".join(f"{c:.0f}" for c in scvi_rounds)
-            if len(scvi_rounds) > 1 else "")
+        note = "measured, batch 128" + _rounds_note(scvi_rounds)
     rows.append(("scvi-tools SCVI (defaults)", scvi_cps, None, note))
     scvi_big = scvi_run(X, args, args.large_batch) if (args.scvi_python and args.large_batch) else None
     if scvi_big:

@@ -11,7 +11,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ..errors import ConfigError
-from ._blocks import MLP, Dropout, lane_masks
+from ._blocks import MLP, Dropout, keep_scale, lane_masks
 
 __all__ = ["Autoencoder", "AutoencoderLoss"]
 
@@ -100,7 +100,7 @@ class _FusedAutoencoder(torch.autograd.Function):
             if k is not None:
                 y.mul_(next(masks))
             saved += [h, a, mean, invstd, y]
-            scales.append(65536.0 / (65536 - k) if k is not None else 1.0)
+            scales.append(keep_scale(k) if k is not None else 1.0)
             eps.append(bn.eps)
             h = y
         if n_enc == len(blocks):
@@ -388,7 +388,7 @@ class Autoencoder(nn.Module):
             if drop is not None:
                 k = drop.lanes_dropped()
                 if k is None and drop.p > 0:
-                    return None  # p rounds to 1: nn.Dropout's all-zero path
+                    return None  # p rounds to 0 or 1 of 65536: the module takes nn.Dropout's path
             blocks.append((norm, k))
         return blocks, n_enc, params
 

@@ -125,7 +125,12 @@ def lane_mask(words: torch.Tensor, shape: torch.Size | tuple[int, ...], k: int,
     n = math.prod(shape)
     lane = words.view(torch.int16)[:n].view(shape)
     t = k - 32768  # signed lane >= t  <=>  unsigned lane >= k
-    return lane.clamp(t - 1, t).sub_(t - 1).to(dtype).mul_(65536.0 / (65536 - k))
+    return lane.clamp(t - 1, t).sub_(t - 1).to(dtype).mul_(keep_scale(k))
+
+
+def keep_scale(k: int) -> float:
+    """The factor :class:`Dropout` scales kept elements by when ``k`` of 65536 lanes drop."""
+    return 65536.0 / (65536 - k)
 
 
 class DomainBatchNorm1d(nn.Module):

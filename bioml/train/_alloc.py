@@ -40,6 +40,7 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 128 << 20
 _USER_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
+
 @functools.cache
 def tune_cpu_allocator() -> str:
     """Raise glibc's malloc mmap/trim thresholds once per process (see the module text).

@@ -113,7 +113,7 @@ def make_optimizer(
 class _LeanFusedStep:
     """The short ``step``/``zero_grad`` path of :class:`Adam` and :class:`AdamW`."""
 
-    _lean: list | None = None
+    _lean: tuple | None = None  # (state, [(group, kernel, params, exp_avgs, exp_avg_sqs, steps)])
 
     def step(self, closure=None):  # noqa: D102
         lean = self._lean if closure is None else None
@@ -124,24 +124,21 @@ class _LeanFusedStep:
             if closure is None:
                 self._lean = self._gather()
             return out
-        grads = [[p.grad for p in ps] for _, ps, *_ in lean[1]]
+        grads = [[p.grad for p in ps] for _, _, ps, *_ in lean[1]]
         if (getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None
                 or any(g is None for gs in grads for g in gs)):
             self._lean = None
             return _torch_adam_step(self, None)
         with torch.no_grad():
-            for (group, ps, avgs, sqs, steps), gs in zip(lean[1], grads):
+            for (group, kernel, ps, avgs, sqs, steps), gs in zip(lean[1], grads):
                 b1, b2 = group["betas"]
                 torch._foreach_add_(steps, 1)
-                lean[2](ps, gs, avgs, sqs, [], steps, amsgrad=False, lr=group["lr"], beta1=b1, beta2=b2,
-                        weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+                kernel(ps, gs, avgs, sqs, [], steps, amsgrad=False, lr=group["lr"], beta1=b1, beta2=b2,
+                       weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
         return None
 
     def _gather(self):
-        """``(state, [(group, params, exp_avgs, exp_avg_sqs, steps)], kernel)`` or ``None``."""
-        decoupled = isinstance(self, torch.optim.AdamW) or any(
-            g.get("decoupled_weight_decay", False) for g in self.param_groups)
-        kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+        """``(state, [(group, kernel, params, exp_avgs, exp_avg_sqs, steps)])`` or ``None``."""
         out = []
         for group in self.param_groups:
             ps = list(group["params"])
@@ -149,18 +146,18 @@ class _LeanFusedStep:
                 continue
             if (not group.get("fused") or group.get("amsgrad") or group.get("maximize")
                     or group.get("capturable") or group.get("differentiable")
-                    or not all(isinstance(v, float | int) for v in (group["lr"], *group["betas"]))
-                    or bool(decoupled) != bool(isinstance(self, torch.optim.AdamW)
-                                               or group.get("decoupled_weight_decay", False))):
+                    or not all(isinstance(v, float | int) for v in (group["lr"], *group["betas"]))):
                 return None
+            decoupled = isinstance(self, torch.optim.AdamW) or group.get("decoupled_weight_decay", False)
             states = [self.state.get(p) for p in ps]
             if any(not st or "exp_avg" not in st for st in states):
                 return None
             if len({(p.device, p.dtype) for p in ps}) != 1:
                 return None
-            out.append((group, ps, [st["exp_avg"] for st in states],
-                        [st["exp_avg_sq"] for st in states], [st["step"] for st in states]))
-        return (self.state, out, kernel) if out else None
+            out.append((group, torch._fused_adamw_ if decoupled else torch._fused_adam_, ps,
+                        [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states],
+                        [st["step"] for st in states]))
+        return (self.state, out) if out else None
 
     def zero_grad(self, set_to_none: bool = True) -> None:  # noqa: D102
         if not set_to_none:
