@@ -43,29 +43,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bioml.nn import Autoencoder  # noqa: E402
-from bioml.train import Trainer, TrainingModule, make_optimizer, resolve_device, tune_cpu_allocator  # noqa: E402
+from bioml.tl._autoencoder import _AutoencoderPlan  # noqa: E402
+from bioml.train import Trainer, make_optimizer, resolve_device, tune_cpu_allocator  # noqa: E402
 from bioml.train._alloc import MMAP_THRESHOLD, TRIM_THRESHOLD  # noqa: E402
 
 
-class Plan(TrainingModule):
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def configure_optimizers(self):
-        return {"main": make_optimizer(self.module.parameters(), "adam", lr=1e-3)}
-
-    def training_step(self, batch, ctx):
-        out = self.module(batch["X"])
-        ctx.step_optimizer("main", out.loss)
-        return {"loss": out.loss.detach()}
+def plan(module):
+    """The training plan ``bm.tl.autoencoder`` uses (Adam, lr 1e-3, constant schedule)."""
+    return _AutoencoderPlan(module, {"name": "adam", "lr": 1e-3}, {"name": "constant"})
 
 
 def engine_run(X, hidden, latent, args, device):
     module = Autoencoder(X.shape[1], hidden=hidden, latent=latent, dropout=0.1)
     tr = Trainer(epochs=args.epochs, batch_size=args.batch_size, device=device, progress=False,
                  profile=True, seed=0, precision=args.precision)
-    h = tr.fit(Plan(module), {"X": X})
+    h = tr.fit(plan(module), {"X": X})
     h = h.iloc[1:] if len(h) > 1 else h  # first epoch warms up
     secs = float(h["seconds"].median())
     share = float((h["data_seconds"] / h["seconds"]).median())
@@ -96,9 +88,13 @@ def dataloader_run(X, hidden, latent, args, device):
             data_t += time.perf_counter() - td
             with (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and args.precision != "32"
                   else torch.autocast("cpu", enabled=False)):
-                loss = module(xb).loss
+                out, grads = module.loss_and_gradients(xb)  # as the engine's plan does
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if grads is None:
+                out.loss.backward()
+            else:
+                for p, g in grads:
+                    p.grad = g
             opt.step()
         if cuda:
             torch.cuda.synchronize()

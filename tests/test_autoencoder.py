@@ -244,6 +244,71 @@ def test_fused_path_only_where_it_applies():
     assert not fused(dom, x, torch.tensor([0, 1] * 4))
 
 
+def test_loss_and_gradients_equal_autograds():
+    """The graph-free training pass gives the gradients (and loss terms, BN buffers and
+    dropout masks) that ``loss.backward()`` gives through the fused forward, bitwise, and
+    those of the modules to rounding; a frozen parameter gets no gradient."""
+    torch.manual_seed(0)
+    ref = Autoencoder(30, hidden=(12, 6), latent=3, dropout=0.3).double()
+    with torch.no_grad():
+        ref.mean.copy_(torch.randn(30))
+        ref.scale.copy_(torch.rand(30) + 0.5)
+    ae = Autoencoder(30, hidden=(12, 6), latent=3, dropout=0.3).double()
+    ae.load_state_dict(ref.state_dict())
+    mods = _ModulesOnly(30, hidden=(12, 6), latent=3, dropout=0.3).double()
+    mods.load_state_dict(ref.state_dict())
+    x = torch.randn(16, 30, dtype=torch.double)
+    for step in range(2):
+        for m in (ref, mods):
+            m.zero_grad()
+            torch.manual_seed(step)
+            out_ref = m(x)
+            out_ref.loss.backward()
+        torch.manual_seed(step)
+        out, grads = ae.loss_and_gradients(x)
+        assert grads is not None and not out.loss.requires_grad and out.loss.grad_fn is None
+        by_param = {id(p): g for p, g in grads}
+        assert len(by_param) == len(grads) == len(list(ae.parameters()))
+        for name in ("loss", "z", "residual", "target"):
+            assert torch.equal(getattr(out, name), getattr(out_ref, name)), name
+        for (name, p), q, r in zip(ref.named_parameters(), ae.parameters(), mods.parameters()):
+            assert q.grad is None  # nothing is written to .grad: that is the caller's step
+            g = by_param[id(q)]
+            assert torch.equal(g, p.grad), name
+            torch.testing.assert_close(g, r.grad, rtol=1e-10, atol=1e-12, msg=name)
+        for (name, b), c in zip(ref.named_buffers(), ae.buffers()):
+            assert torch.equal(c, b), name
+    ae.to_latent.weight.requires_grad_(False)
+    _, grads = ae.loss_and_gradients(x)
+    assert ae.to_latent.weight not in {p for p, _ in grads} and len(grads) == len(list(ae.parameters())) - 1
+
+
+def test_loss_and_gradients_falls_back_to_autograd():
+    """Where autograd has work of its own to do (or the fused path does not apply), the
+    pass is the ordinary forward and the caller runs ``backward``."""
+    x = torch.randn(8, 20)
+    ae = Autoencoder(20, hidden=(6,), latent=2)
+    assert ae.loss_and_gradients(x)[1] is not None
+    handle = ae.to_output.weight.register_hook(lambda g: g)
+    out, grads = ae.loss_and_gradients(x)
+    assert grads is None and type(out.loss.grad_fn).__name__ == "_FusedAutoencoderBackward"
+    handle.remove()
+    handle = ae.to_output.bias.register_post_accumulate_grad_hook(lambda p: None)
+    assert ae.loss_and_gradients(x)[1] is None
+    handle.remove()
+    with torch.autograd.set_detect_anomaly(True):
+        assert ae.loss_and_gradients(x)[1] is None
+    with torch.no_grad():
+        out, grads = ae.loss_and_gradients(x)
+        assert grads is None and out.loss.grad_fn is None
+    ae.eval()
+    assert ae.loss_and_gradients(x)[1] is None
+    ae.train()
+    for p in ae.parameters():
+        p.requires_grad_(False)
+    assert ae.loss_and_gradients(x)[1] is None
+
+
 def test_cpu_dropout_mask():
     """16-bit-lane dropout: drop rate p (to 1/65536), unbiased, seeded, nn.Dropout in eval."""
     d = Dropout(0.3)

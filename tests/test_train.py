@@ -275,6 +275,41 @@ def test_gradient_clipping_bounds_the_norm():
     assert max(m.norms_after) <= 0.5 * (1 + 1e-5)
 
 
+class GradsAE(ToyAE):
+    """ToyAE that hands its gradients to ``step_optimizer(grads=...)`` (computed here with
+    ``torch.autograd.grad``; a model with a written-out backward does the same)."""
+
+    def training_step(self, batch, ctx):
+        loss = self.loss(batch["X"])
+        params = [p for p in self.parameters() if p.requires_grad]
+        ctx.step_optimizer("main", grads=list(zip(params, torch.autograd.grad(loss, params))))
+        return {"loss": loss.detach()}
+
+
+def test_step_optimizer_takes_gradients_as_a_loss_backward_would():
+    """Gradients passed as ``grads`` train exactly as ``backward`` on the loss does, with
+    clipping and a per-step schedule; ``zero_grad=False`` adds them to ``.grad``; a loss
+    and grads together are refused."""
+    kw = dict(epochs=3, batch_size=32, clip_grad_norm=0.05, device="cpu", progress=False, seed=3)
+    a, b = ToyAE(lr=0.05), GradsAE(lr=0.05)
+    ha = Trainer(**kw).fit(a, toy_data())
+    hb = Trainer(**kw).fit(b, toy_data())
+    assert params_equal(a, b)
+    assert ha["loss"].tolist() == hb["loss"].tolist()
+    lin = torch.nn.Linear(3, 1)
+    opt = make_optimizer(lin.parameters(), "sgd", lr=1.0, momentum=0.0)
+    ctx = StepContext(optimizers={"main": opt}, schedulers={}, device=torch.device("cpu"), n_epochs=1)
+    w0 = lin.weight.detach().clone()
+    lin.weight.grad = torch.ones_like(lin.weight)
+    ctx.step_optimizer("main", grads=[(lin.weight, torch.full_like(lin.weight, 2.0))], zero_grad=False)
+    assert torch.equal(lin.weight.detach(), w0 - 3.0)
+    assert lin.bias.grad is None
+    ctx.step_optimizer("main", grads=[(lin.weight, torch.full_like(lin.weight, 2.0))])
+    assert torch.equal(lin.weight.grad, torch.full_like(lin.weight, 2.0))
+    with pytest.raises(ConfigError, match="not both"):
+        ctx.step_optimizer("main", lin(torch.ones(1, 3)).sum(), grads=[])
+
+
 class ScriptedVal(ToyAE):
     """Validation loss follows a script, so the best epoch is known (epoch 3)."""
 

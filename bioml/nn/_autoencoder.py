@@ -83,84 +83,97 @@ class _FusedAutoencoder(torch.autograd.Function):
     @staticmethod
     def forward(ctx, blocks, n_enc, x, inv, shift, neg_inv, *params):  # noqa: D102
         ctx.set_materialize_grads(False)
-        dropped = [((x.shape[0], bn.num_features), k) for bn, k in blocks if k is not None]
-        masks = iter(lane_masks(dropped, x.dtype) if dropped else ())  # in module order
-        xs = torch.addcmul(shift, x, inv)
-        h, pos, saved, scales, eps = xs, 0, [], [], []
-        for i, (bn, k) in enumerate(blocks):
-            if i == n_enc:
-                z, h, pos = _latent(h, params, pos, saved)
-            w, b, g, beta = params[pos : pos + 4]
-            pos += 4
-            a = F.linear(h, w, b)
-            y, mean, invstd = torch.native_batch_norm(a, g, beta, bn.running_mean, bn.running_var,
-                                                      True, bn.momentum, bn.eps)
-            bn.num_batches_tracked.add_(1)
-            y.clamp_min_(0)
-            if k is not None:
-                y.mul_(next(masks))
-            saved += [h, a, mean, invstd, y]
-            scales.append(keep_scale(k) if k is not None else 1.0)
-            eps.append(bn.eps)
-            h = y
-        if n_enc == len(blocks):
-            z, h, pos = _latent(h, params, pos, saved)
-        wo, bo = params[pos], params[pos + 1]
-        r = torch.addcmul(bo - shift, x, neg_inv)
-        r.addmm_(h, wo.t())
-        flat = r.view(-1)
-        loss = torch.dot(flat, flat) / flat.numel()
-        ctx.save_for_backward(*saved, h, r, *params)
-        ctx.n_enc, ctx.scales, ctx.eps = n_enc, scales, eps
-        ctx.mark_non_differentiable(xs)
-        return loss, z, r, xs
+        outs, saved, ctx.scales, ctx.eps = _fused_forward(blocks, n_enc, x, inv, shift, neg_inv, params)
+        ctx.save_for_backward(*saved)
+        ctx.n_enc = n_enc
+        ctx.mark_non_differentiable(outs[3])
+        return outs
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_loss, g_z, g_r, _g_xs):  # noqa: D102
-        n_enc, scales, eps = ctx.n_enc, ctx.scales, ctx.eps
-        n_blocks = len(scales)
-        st = ctx.saved_tensors
-        n_params = 4 * n_blocks + 4
-        params = st[len(st) - n_params :]
-        h, r = st[len(st) - n_params - 2], st[len(st) - n_params - 1]
-        need = ctx.needs_input_grad[6:]
-        grads: list[torch.Tensor | None] = [None] * n_params
-        c = (0.0 if g_loss is None else float(g_loss)) * (2.0 / r.numel())  # a CPU scalar
-        g = r
-        if g_r is not None:
-            g, c = g_r + r * c, 1.0
-        pos = n_params - 2
-        grads[pos] = torch.mm(g.t(), h).mul_(c) if need[pos] else None
-        grads[pos + 1] = g.sum(0).mul_(c) if need[pos + 1] else None
-        # gradient reaching the last hidden output, times that block's dropout scale
-        gh = torch.mm(g, params[pos]).mul_(c * (scales[-1] if n_blocks > n_enc else 1.0))
-        # saved: per block [h_in, a, mean, invstd, y]; the latent layer's input after block n_enc-1
-        def block_saved(i):
-            j = 5 * i + (1 if i >= n_enc else 0)
-            return st[j : j + 5]
-
-        for i in range(n_blocks - 1, -1, -1):
-            if i == n_enc - 1:  # the latent layer sits between encoder and decoder
-                gh = _latent_backward(gh, g_z, st[5 * n_enc], params, 4 * n_enc, need, grads,
-                                      scales[i])
-                g_z = None
-            h_in, a, mean, invstd, y = block_saved(i)
-            pos = 4 * i + (2 if i >= n_enc else 0)
-            w, gamma = params[pos], params[pos + 2]
-            gy = _threshold_backward(gh, y, 0)
-            ga, gg, gbeta = _batch_norm_backward(gy, a, gamma, None, None, mean, invstd, True, eps[i],
-                                                 [True, need[pos + 2], need[pos + 3]])
-            grads[pos] = torch.mm(ga.t(), h_in) if need[pos] else None
-            grads[pos + 1] = ga.sum(0) if need[pos + 1] else None
-            grads[pos + 2], grads[pos + 3] = gg, gbeta
-            if i > 0:
-                gh = torch.mm(ga, w)
-                if i != n_enc:  # the previous layer is a block: fold in its dropout scale
-                    gh.mul_(scales[i - 1])
-        if n_enc == 0:  # no encoder blocks: the latent layer is first
-            _latent_backward(gh, g_z, st[0], params, 0, need, grads, None)
+        grads = _fused_backward(ctx.saved_tensors, ctx.n_enc, ctx.scales, ctx.eps,
+                                ctx.needs_input_grad[6:], g_loss, g_z, g_r)
         return (None, None, None, None, None, None, *grads)
+
+
+def _fused_forward(blocks, n_enc, x, inv, shift, neg_inv, params):
+    """The forward of :class:`_FusedAutoencoder`: ``((loss, z, r, x_std), saved, scales, eps)``
+    with ``saved`` the tensors its backward (:func:`_fused_backward`) needs."""
+    dropped = [((x.shape[0], bn.num_features), k) for bn, k in blocks if k is not None]
+    masks = iter(lane_masks(dropped, x.dtype) if dropped else ())  # in module order
+    xs = torch.addcmul(shift, x, inv)
+    h, pos, saved, scales, eps = xs, 0, [], [], []
+    for i, (bn, k) in enumerate(blocks):
+        if i == n_enc:
+            z, h, pos = _latent(h, params, pos, saved)
+        w, b, g, beta = params[pos : pos + 4]
+        pos += 4
+        a = F.linear(h, w, b)
+        y, mean, invstd = torch.native_batch_norm(a, g, beta, bn.running_mean, bn.running_var,
+                                                  True, bn.momentum, bn.eps)
+        bn.num_batches_tracked.add_(1)
+        y.clamp_min_(0)
+        if k is not None:
+            y.mul_(next(masks))
+        saved += [h, a, mean, invstd, y]
+        scales.append(keep_scale(k) if k is not None else 1.0)
+        eps.append(bn.eps)
+        h = y
+    if n_enc == len(blocks):
+        z, h, pos = _latent(h, params, pos, saved)
+    wo, bo = params[pos], params[pos + 1]
+    r = torch.addcmul(bo - shift, x, neg_inv)
+    r.addmm_(h, wo.t())
+    flat = r.view(-1)
+    loss = torch.dot(flat, flat) / flat.numel()
+    return (loss, z, r, xs), (*saved, h, r, *params), scales, eps
+
+
+def _fused_backward(st, n_enc, scales, eps, need, g_loss, g_z, g_r):
+    """The gradients of :class:`_FusedAutoencoder`'s parameters (``None`` where ``need`` is
+    false) from the tensors :func:`_fused_forward` saved and the gradients reaching its
+    loss (a tensor or a number), ``z`` and ``r`` (``None`` for none)."""
+    n_blocks = len(scales)
+    n_params = 4 * n_blocks + 4
+    params = st[len(st) - n_params :]
+    h, r = st[len(st) - n_params - 2], st[len(st) - n_params - 1]
+    grads: list[torch.Tensor | None] = [None] * n_params
+    c = (0.0 if g_loss is None else float(g_loss)) * (2.0 / r.numel())  # a CPU scalar
+    g = r
+    if g_r is not None:
+        g, c = g_r + r * c, 1.0
+    pos = n_params - 2
+    grads[pos] = torch.mm(g.t(), h).mul_(c) if need[pos] else None
+    grads[pos + 1] = g.sum(0).mul_(c) if need[pos + 1] else None
+    # gradient reaching the last hidden output, times that block's dropout scale
+    gh = torch.mm(g, params[pos]).mul_(c * (scales[-1] if n_blocks > n_enc else 1.0))
+
+    # saved: per block [h_in, a, mean, invstd, y]; the latent layer's input after block n_enc-1
+    def block_saved(i):
+        j = 5 * i + (1 if i >= n_enc else 0)
+        return st[j : j + 5]
+
+    for i in range(n_blocks - 1, -1, -1):
+        if i == n_enc - 1:  # the latent layer sits between encoder and decoder
+            gh = _latent_backward(gh, g_z, st[5 * n_enc], params, 4 * n_enc, need, grads, scales[i])
+            g_z = None
+        h_in, a, mean, invstd, y = block_saved(i)
+        pos = 4 * i + (2 if i >= n_enc else 0)
+        w, gamma = params[pos], params[pos + 2]
+        gy = _threshold_backward(gh, y, 0)
+        ga, gg, gbeta = _batch_norm_backward(gy, a, gamma, None, None, mean, invstd, True, eps[i],
+                                             [True, need[pos + 2], need[pos + 3]])
+        grads[pos] = torch.mm(ga.t(), h_in) if need[pos] else None
+        grads[pos + 1] = ga.sum(0) if need[pos + 1] else None
+        grads[pos + 2], grads[pos + 3] = gg, gbeta
+        if i > 0:
+            gh = torch.mm(ga, w)
+            if i != n_enc:  # the previous layer is a block: fold in its dropout scale
+                gh.mul_(scales[i - 1])
+    if n_enc == 0:  # no encoder blocks: the latent layer is first
+        _latent_backward(gh, g_z, st[0], params, 0, need, grads, None)
+    return grads
 
 
 def _latent(h, params, pos, saved):
@@ -355,6 +368,47 @@ class Autoencoder(nn.Module):
             residual = out(h).float() - xs
             loss = residual.pow(2).mean()
         return AutoencoderLoss(loss=loss, z=z, residual=residual, target=xs)
+
+    def loss_and_gradients(self, x: torch.Tensor, domain: torch.Tensor | None = None
+                           ) -> tuple[AutoencoderLoss, list[tuple[nn.Parameter, torch.Tensor]] | None]:
+        """A training pass with the gradient of the loss computed directly, without autograd.
+
+        Where the fused path of :meth:`forward` applies, its backward is run at once, no
+        autograd graph is built, and the result is ``(loss terms, [(parameter, gradient),
+        ...])`` for the parameters that require a gradient; the loss terms carry no graph.
+        This is what the engine's :meth:`~bioml.train.StepContext.step_optimizer` takes as
+        ``grads``: at SCVI's size on the CPU the graph's bookkeeping (the function node,
+        saved tensors, one gradient accumulator per parameter) costs several percent of a
+        step. The gradients are the ones ``loss.backward()`` gives through :meth:`forward`.
+
+        Anywhere else it returns ``(self(x, domain), None)``: the caller then runs
+        ``backward`` on the loss. That includes gradient computation switched off, autograd's
+        anomaly mode, and tensor hooks on a parameter (``register_hook``,
+        ``register_post_accumulate_grad_hook``), which only autograd would run.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from bioml.nn import Autoencoder
+        >>> ae = Autoencoder(20, hidden=(16,), latent=3).train()
+        >>> out, grads = ae.loss_and_gradients(torch.randn(8, 20))
+        >>> len(grads) == len(list(ae.parameters())), out.loss.requires_grad
+        (True, False)
+        """
+        plan = self._fused_plan(x) if torch.is_grad_enabled() and not torch.is_anomaly_enabled() else None
+        if plan is not None:
+            blocks, n_enc, params = plan
+            need = [p.requires_grad for p in params]
+            if any(need) and not any(p._backward_hooks or p._post_accumulate_grad_hooks for p in params):
+                inv, shift, neg_inv = self._standardisers()
+                with torch.no_grad():
+                    outs, saved, scales, eps = _fused_forward(blocks, n_enc, x, inv, shift, neg_inv,
+                                                              params)
+                    grads = _fused_backward(saved, n_enc, scales, eps, need, 1.0, None, None)
+                loss, z, residual, xs = outs
+                return (AutoencoderLoss(loss=loss, z=z, residual=residual, target=xs),
+                        [(p, g) for p, g in zip(params, grads) if g is not None])
+        return self(x, domain), None
 
     def _fused_plan(self, x: torch.Tensor):
         """``(blocks, n_enc, params)`` for :class:`_FusedAutoencoder` when this forward pass

@@ -57,8 +57,11 @@ class _AutoencoderPlan(TrainingModule):
         return {"main": opt}, ({"main": sched} if sched is not None else {})
 
     def training_step(self, batch, ctx: StepContext):
-        out = self.module(batch["X"], batch.get("domain"))
-        ctx.step_optimizer("main", out.loss)
+        out, grads = self.module.loss_and_gradients(batch["X"], batch.get("domain"))
+        if grads is None:
+            ctx.step_optimizer("main", out.loss)
+        else:  # the fused path's gradients, computed without an autograd graph
+            ctx.step_optimizer("main", grads=grads)
         return {"loss": out.loss.detach()}
 
     def validation_step(self, batch, ctx: StepContext):

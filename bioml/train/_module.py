@@ -27,17 +27,22 @@ hold) with two abstract methods and one optional one:
 The context (:class:`StepContext`) gives ``epoch`` (0-based), ``step`` (within the
 epoch), ``global_step``, ``n_epochs``, ``optimizers``, ``schedulers``, ``device`` and
 the helper :meth:`StepContext.step_optimizer` (zero grad, backward, gradient-norm clipping,
-optimiser step).
+optimiser step). A module that computes its gradients itself (a backward written out,
+as :meth:`bioml.nn.Autoencoder.loss_and_gradients` does) passes them as
+``ctx.step_optimizer("name", grads=[(param, grad), ...])`` instead of a loss.
 """
 
 from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from ..errors import ConfigError
 
 __all__ = ["TrainingModule", "StepContext"]
 
@@ -130,6 +135,7 @@ class StepContext:
         clip: float | None | bool = True,
         retain_graph: bool = False,
         zero_grad: bool = True,
+        grads: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor | None:
         """Update the parameters of optimiser ``name`` with the gradient of ``loss``.
 
@@ -148,13 +154,29 @@ class StepContext:
         zero_grad
             Zero the optimiser's gradients before ``backward`` (set ``False`` to
             accumulate).
+        grads
+            Instead of ``loss``: ``(parameter, gradient)`` pairs that the module computed
+            itself (a backward written out, as
+            :meth:`bioml.nn.Autoencoder.loss_and_gradients` returns). They become the
+            parameters' ``.grad`` (added to it with ``zero_grad=False``); clipping and the
+            step follow as for a loss.
 
         Returns
         -------
         The total gradient norm before clipping when clipping was applied, else ``None``.
         """
         opt = self.optimizers[name]
-        if loss is not None:
+        if grads is not None:
+            if loss is not None:
+                raise ConfigError(f"step_optimizer({name!r}): give a loss or grads, not both")
+            if zero_grad:
+                opt.zero_grad(set_to_none=True)
+            for p, g in grads:
+                if p.grad is None:
+                    p.grad = g
+                else:
+                    p.grad.add_(g)
+        elif loss is not None:
             if zero_grad:
                 opt.zero_grad(set_to_none=True)
             loss.backward(retain_graph=retain_graph)
