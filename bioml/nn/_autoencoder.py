@@ -346,7 +346,8 @@ class Autoencoder(nn.Module):
         accumulated) and a ``dot``, and to one column sum backward: at SCVI's size this
         model is bound by those passes and by per-operation overhead as much as by its
         matmuls (``benchmarks/bench_autoencoder.py``). The two paths agree to rounding and
-        drop the same elements.
+        drop the same elements. A training step can skip autograd altogether with
+        :meth:`loss_and_gradients` (the engine's plan for this model does).
         """
         domain = self._domain(domain)
         inv, shift, neg_inv = self._standardisers()
