@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bioml.nn import Autoencoder  # noqa: E402
 from bioml.tl._autoencoder import _AutoencoderPlan  # noqa: E402
-from bioml.train import Trainer, make_optimizer, resolve_device, tune_cpu_allocator  # noqa: E402
+from bioml.train import StepContext, Trainer, make_optimizer, resolve_device, tune_cpu_allocator  # noqa: E402
 from bioml.train._alloc import MMAP_THRESHOLD, TRIM_THRESHOLD  # noqa: E402
 
 
@@ -68,6 +68,7 @@ def dataloader_run(X, hidden, latent, args, device):
     torch.manual_seed(0)
     module = Autoencoder(X.shape[1], hidden=hidden, latent=latent, dropout=0.1).to(device)
     opt = make_optimizer(module.parameters(), "adam", lr=1e-3)
+    ctx = StepContext(optimizers={"main": opt}, schedulers={}, device=device, n_epochs=args.epochs)
     ds = torch.utils.data.TensorDataset(torch.from_numpy(X))
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
     times, shares = [], []
@@ -89,13 +90,7 @@ def dataloader_run(X, hidden, latent, args, device):
             with (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and args.precision != "32"
                   else torch.autocast("cpu", enabled=False)):
                 out, grads = module.loss_and_gradients(xb)  # as the engine's plan does
-            opt.zero_grad(set_to_none=True)
-            if grads is None:
-                out.loss.backward()
-            else:
-                for p, g in grads:
-                    p.grad = g
-            opt.step()
+            ctx.step_optimizer("main", out.loss if grads is None else None, grads=grads)
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)

@@ -57,11 +57,9 @@ class _AutoencoderPlan(TrainingModule):
         return {"main": opt}, ({"main": sched} if sched is not None else {})
 
     def training_step(self, batch, ctx: StepContext):
+        # the fused path's gradients come without an autograd graph; otherwise backward
         out, grads = self.module.loss_and_gradients(batch["X"], batch.get("domain"))
-        if grads is None:
-            ctx.step_optimizer("main", out.loss)
-        else:  # the fused path's gradients, computed without an autograd graph
-            ctx.step_optimizer("main", grads=grads)
+        ctx.step_optimizer("main", out.loss if grads is None else None, grads=grads)
         return {"loss": out.loss.detach()}
 
     def validation_step(self, batch, ctx: StepContext):

@@ -166,20 +166,17 @@ class StepContext:
         The total gradient norm before clipping when clipping was applied, else ``None``.
         """
         opt = self.optimizers[name]
-        if grads is not None:
-            if loss is not None:
-                raise ConfigError(f"step_optimizer({name!r}): give a loss or grads, not both")
-            if zero_grad:
-                opt.zero_grad(set_to_none=True)
-            for p, g in grads:
-                if p.grad is None:
-                    p.grad = g
-                else:
-                    p.grad.add_(g)
-        elif loss is not None:
-            if zero_grad:
-                opt.zero_grad(set_to_none=True)
+        if loss is not None and grads is not None:
+            raise ConfigError(f"step_optimizer({name!r}): give a loss or grads, not both")
+        if zero_grad and (loss is not None or grads is not None):
+            opt.zero_grad(set_to_none=True)
+        if loss is not None:
             loss.backward(retain_graph=retain_graph)
+        for p, g in grads or ():
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad.add_(g)
         max_norm = self.clip_grad_norm if clip is True else (clip or None)
         norm = None
         if max_norm is not None and max_norm is not False:
