@@ -69,6 +69,7 @@ def dataloader_run(X, hidden, latent, args, device):
     module = Autoencoder(X.shape[1], hidden=hidden, latent=latent, dropout=0.1).to(device)
     opt = make_optimizer(module.parameters(), "adam", lr=1e-3)
     ctx = StepContext(optimizers={"main": opt}, schedulers={}, device=device, n_epochs=args.epochs)
+    steps = plan(module)  # the engine's training step; only the data path differs
     ds = torch.utils.data.TensorDataset(torch.from_numpy(X))
     dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
     times, shares = [], []
@@ -77,6 +78,7 @@ def dataloader_run(X, hidden, latent, args, device):
         t0 = time.perf_counter()
         data_t = 0.0
         it = iter(dl)
+        ctx.step = 0
         while True:
             td = time.perf_counter()
             try:
@@ -89,8 +91,8 @@ def dataloader_run(X, hidden, latent, args, device):
             data_t += time.perf_counter() - td
             with (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and args.precision != "32"
                   else torch.autocast("cpu", enabled=False)):
-                out, grads = module.loss_and_gradients(xb)  # as the engine's plan does
-            ctx.step_optimizer("main", out.loss if grads is None else None, grads=grads)
+                steps.training_step({"X": xb}, ctx)
+            ctx.step += 1
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)

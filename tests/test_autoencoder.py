@@ -309,6 +309,46 @@ def test_loss_and_gradients_falls_back_to_autograd():
     assert ae.loss_and_gradients(x)[1] is None
 
 
+def test_engine_plan_checks_the_fused_path_once_an_epoch(monkeypatch):
+    """The tl training plan checks whether the graph-free pass applies at each epoch's
+    first step and reuses that within the epoch: the same weights, bitwise, as checking
+    every step; one check an epoch; a change made between epochs (here a tensor hook,
+    which only autograd runs) takes effect from the next epoch."""
+    from bioml.tl._autoencoder import _AutoencoderPlan
+    from bioml.train import Trainer
+
+    class EveryStep(_AutoencoderPlan):  # the check before every step, as loss_and_gradients does
+        def training_step(self, batch, ctx):
+            out, grads = self.module.loss_and_gradients(batch["X"])
+            ctx.step_optimizer("main", out.loss if grads is None else None, grads=grads)
+            return {"loss": out.loss.detach()}
+
+    X = np.random.default_rng(0).normal(size=(64, 20)).astype(np.float32)
+    opt, sched = {"name": "adam", "lr": 1e-2}, {"name": "constant"}
+    weights = []
+    for cls in (EveryStep, _AutoencoderPlan):
+        torch.manual_seed(0)
+        ae = Autoencoder(20, hidden=(8,), latent=3, dropout=0.2)
+        trainer = Trainer(epochs=3, batch_size=16, device="cpu", progress=False, seed=0)
+        trainer.fit(cls(ae, opt, sched), {"X": X})
+        weights.append([p.detach().clone() for p in ae.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+    checks, hooked = [], []
+    real_check = Autoencoder._gradient_plan
+    monkeypatch.setattr(Autoencoder, "_gradient_plan",
+                        lambda self, x: checks.append(1) or real_check(self, x))
+    ae = Autoencoder(20, hidden=(8,), latent=3)
+
+    def hook_after_first_epoch(trainer, epoch, row):
+        if epoch == 0:
+            ae.to_output.weight.register_hook(lambda g: hooked.append(1))
+
+    Trainer(epochs=3, batch_size=16, device="cpu", progress=False, seed=0,
+            callbacks=[hook_after_first_epoch]).fit(_AutoencoderPlan(ae, opt, sched), {"X": X})
+    assert len(checks) == 3 and len(hooked) == 2 * 4  # epochs 1 and 2, 4 steps each
+
+
 def test_cpu_dropout_mask():
     """16-bit-lane dropout: drop rate p (to 1/65536), unbiased, seeded, nn.Dropout in eval."""
     d = Dropout(0.3)

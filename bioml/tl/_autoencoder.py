@@ -57,8 +57,19 @@ class _AutoencoderPlan(TrainingModule):
         return {"main": opt}, ({"main": sched} if sched is not None else {})
 
     def training_step(self, batch, ctx: StepContext):
-        # the fused path's gradients come without an autograd graph; otherwise backward
-        out, grads = self.module.loss_and_gradients(batch["X"], batch.get("domain"))
+        # The fused path's gradients come without an autograd graph (else: backward). Whether
+        # it applies is checked at each epoch's first step and the plan reused within the
+        # epoch: between steps the engine only steps the optimiser and the schedules, and
+        # whatever may change the module (callbacks, validation, a resumed run) happens
+        # between epochs. The check after every step's large passes costs 1-2% of a step.
+        x, domain = batch["X"], batch.get("domain")
+        if ctx.step == 0 or "_grad_plan" not in self.__dict__:
+            self.__dict__["_grad_plan"] = self.module._gradient_plan(x)
+        plan = self.__dict__["_grad_plan"]
+        if plan is None:  # what loss_and_gradients falls back to
+            out, grads = self.module(x, domain), None
+        else:
+            out, grads = self.module._planned_loss_and_gradients(x, plan)
         ctx.step_optimizer("main", out.loss if grads is None else None, grads=grads)
         return {"loss": out.loss.detach()}
 
