@@ -44,6 +44,8 @@ class _AutoencoderPlan(TrainingModule):
         self.module = module
         self.optim = optim
         self.schedule = schedule
+        self._grad_plan: tuple | None = None  # Autoencoder._gradient_plan, checked at each epoch's step 0
+        self._grad_plan_checked = False
 
     def checkpoint_fingerprint(self):
         m = self.module
@@ -63,9 +65,9 @@ class _AutoencoderPlan(TrainingModule):
         # whatever may change the module (callbacks, validation, a resumed run) happens
         # between epochs. The check after every step's large passes costs 1-2% of a step.
         x, domain = batch["X"], batch.get("domain")
-        if ctx.step == 0 or "_grad_plan" not in self.__dict__:
-            self.__dict__["_grad_plan"] = self.module._gradient_plan(x)
-        plan = self.__dict__["_grad_plan"]
+        if ctx.step == 0 or not self._grad_plan_checked:
+            self._grad_plan, self._grad_plan_checked = self.module._gradient_plan(x), True
+        plan = self._grad_plan
         if plan is None:  # what loss_and_gradients falls back to
             out, grads = self.module(x, domain), None
         else:
