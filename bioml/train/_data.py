@@ -184,10 +184,8 @@ class DataPath:
         self.resident = self.sparse_X is None and nbytes <= self.max_device_bytes
         if self.resident:
             self.tensors = {k: t.to(device) for k, t in host.items()}
-        else:
+        else:  # the source stays where it is: chunks are gathered into pinned buffers
             self.tensors = {}
-            if self.cuda:
-                self.host = {k: t.pin_memory() for k, t in host.items()}
         self.chunk_rows = max(1, self.max_device_bytes // (2 * row_bytes))
         self._buffers: list[dict[str, torch.Tensor] | None] = [None, None]
         self._events: list[Any] = [None, None]
