@@ -176,7 +176,10 @@ class Trainer:
         checkpoint), ``epoch`` 0-based and ``row`` the history row.
     profile
         Time the data path (gathering/moving minibatches) separately, with CUDA
-        synchronisation, into the ``data_seconds`` history column.
+        synchronisation, into the ``data_seconds`` history column. On a GPU the
+        synchronisation keeps the host from queueing work ahead of the device, so a
+        profiled epoch is slower than an unprofiled one and its data time includes the
+        synchronisation's latency (an upper bound).
     tune_allocator
         For CPU training, raise glibc's malloc thresholds once per process so that the
         per-step ``batch x genes`` tensors reuse freed memory instead of page-faulting it
