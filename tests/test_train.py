@@ -134,11 +134,13 @@ def test_resume_after_real_kill_equals_uninterrupted(tmp_path):
         while not marker.exists():
             if proc.poll() is not None:
                 raise AssertionError(f"subprocess ended early: {proc.stderr.read().decode()}")
-            if time.time() - t0 > 60:
-                raise AssertionError("subprocess did not reach epoch 3 in 60 s")
+            if time.time() - t0 > 180:  # importing torch and scanpy on a loaded machine is slow
+                raise AssertionError("subprocess did not reach epoch 3 in 180 s")
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        if proc.poll() is None:  # also on a failure above: never leave the child running
+            proc.kill()
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     ck = torch.load(ckpt / "last.pt", weights_only=True)
