@@ -27,6 +27,7 @@ from scipy import sparse
 
 from ..errors import ConfigError, InputError
 from ..nn import Autoencoder
+from ..nn._autoencoder import _global_hooks
 from ..train import StepContext, Trainer, TrainingModule, make_optimizer, make_scheduler
 from ..train._files import load_payload, save_payload
 
@@ -76,10 +77,9 @@ class _AutoencoderPlan(TrainingModule):
             self._grad_plan, self._grad_plan_checked = self.module._gradient_plan(x), True
         plan = self._grad_plan
         if plan is None:  # what loss_and_gradients falls back to
-            out, grads = self.module(x, domain), None
-        else:
-            out, grads = self.module._planned_loss_and_gradients(x, plan)
-        ctx.step_optimizer("main", out.loss if grads is None else None, grads=grads)
+            return {"loss": self._eager_step(x, domain, ctx)}
+        out, grads = self.module._planned_loss_and_gradients(x, plan)
+        ctx.step_optimizer("main", grads=grads)
         return {"loss": out.loss.detach()}
 
     def _cuda_step(self, x, domain, ctx: StepContext):
@@ -116,11 +116,8 @@ class _AutoencoderPlan(TrainingModule):
     def _graph_wanted(self) -> bool:
         """Whether this step may be captured: graphs on, training with gradients, no
         anomaly mode, no hooks that only an eager pass would run."""
-        if not self.cuda_graphs or not torch.is_grad_enabled() or torch.is_anomaly_enabled():
-            return False
-        g = torch.nn.modules.module
-        if (g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks
-                or g._global_backward_pre_hooks):
+        if (not self.cuda_graphs or not torch.is_grad_enabled() or torch.is_anomaly_enabled()
+                or _global_hooks()):
             return False
         mods = list(self.module.modules())
         return (all(m.training for m in mods)
